@@ -1,0 +1,376 @@
+#include "codec.h"
+
+#include <msgpack.hpp>
+
+#include <cstdint>
+#include <exception>
+#include <limits>
+#include <string_view>
+
+namespace edgetrust::storage::internal {
+namespace {
+
+struct StringStream {
+  std::string* out;
+  void write(const char* data, size_t size) { out->append(data, size); }
+};
+
+// Collects fields, then prefixes the map header, so the field count can never disagree.
+class MapWriter {
+ public:
+  MapWriter() : stream_{&body_}, packer_(stream_) {}
+  MapWriter& Str(std::string_view key, std::string_view v) {
+    Key(key);
+    packer_.pack_str(static_cast<uint32_t>(v.size()));
+    packer_.pack_str_body(v.data(), static_cast<uint32_t>(v.size()));
+    return *this;
+  }
+  MapWriter& Bin(std::string_view key, ByteView v) {
+    Key(key);
+    packer_.pack_bin(static_cast<uint32_t>(v.size()));
+    packer_.pack_bin_body(reinterpret_cast<const char*>(v.data()), static_cast<uint32_t>(v.size()));
+    return *this;
+  }
+  MapWriter& Int(std::string_view key, int64_t v) {
+    Key(key);
+    packer_.pack(v);
+    return *this;
+  }
+  MapWriter& Uint(std::string_view key, uint64_t v) {
+    Key(key);
+    packer_.pack(v);
+    return *this;
+  }
+  std::string Finish() {
+    std::string out;
+    out.reserve(body_.size() + 5);
+    StringStream s{&out};
+    msgpack::packer<StringStream>(s).pack_map(count_);
+    out += body_;
+    return out;
+  }
+
+ private:
+  void Key(std::string_view key) {
+    ++count_;
+    packer_.pack_str(static_cast<uint32_t>(key.size()));
+    packer_.pack_str_body(key.data(), static_cast<uint32_t>(key.size()));
+  }
+  std::string body_;
+  StringStream stream_;
+  msgpack::packer<StringStream> packer_;
+  uint32_t count_ = 0;
+};
+
+bool Get(const msgpack::object& v, std::string* out) {
+  if (v.type == msgpack::type::STR) {
+    out->assign(v.via.str.ptr, v.via.str.size);
+    return true;
+  }
+  return false;
+}
+
+bool Get(const msgpack::object& v, Bytes* out) {
+  if (v.type == msgpack::type::BIN) {
+    const auto* p = reinterpret_cast<const uint8_t*>(v.via.bin.ptr);
+    out->assign(p, p + v.via.bin.size);
+    return true;
+  }
+  return false;
+}
+
+bool Get(const msgpack::object& v, int64_t* out) {
+  if (v.type == msgpack::type::NEGATIVE_INTEGER) {
+    *out = v.via.i64;
+    return true;
+  }
+  if (v.type == msgpack::type::POSITIVE_INTEGER &&
+      v.via.u64 <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+    *out = static_cast<int64_t>(v.via.u64);
+    return true;
+  }
+  return false;
+}
+
+template <typename U>
+bool GetUnsigned(const msgpack::object& v, U* out) {
+  if (v.type == msgpack::type::POSITIVE_INTEGER && v.via.u64 <= std::numeric_limits<U>::max()) {
+    *out = static_cast<U>(v.via.u64);
+    return true;
+  }
+  return false;
+}
+bool Get(const msgpack::object& v, uint64_t* out) { return GetUnsigned(v, out); }
+bool Get(const msgpack::object& v, uint32_t* out) { return GetUnsigned(v, out); }
+bool Get(const msgpack::object& v, uint8_t* out) { return GetUnsigned(v, out); }
+
+Error Corrupt(std::string_view what, std::string_view why) {
+  return MakeError(ErrorCode::kDataLoss,
+                   "corrupt " + std::string(what) + " record: " + std::string(why));
+}
+
+// Calls on_field(key, value) for each entry of the map in `data`; on_field returns false for a
+// known key whose value has the wrong type.
+template <typename F>
+Status DecodeMap(ByteView data, std::string_view what, F&& on_field) {
+  try {
+    // Reference strings in place: the record is copied out field by field anyway.
+    auto reference = [](msgpack::type::object_type, std::size_t, void*) { return true; };
+    // One zone per thread, cleared after each record: it keeps its chunk, so decoding on the
+    // plugin's hot path does not malloc for the msgpack tree.
+    thread_local msgpack::zone zone;
+    struct ZoneClear {
+      ~ZoneClear() { zone.clear(); }
+    } clear_after;
+    std::size_t offset = 0;
+    msgpack::object obj = msgpack::unpack(zone, reinterpret_cast<const char*>(data.data()),
+                                          data.size(), offset, reference);
+    if (offset != data.size()) return Corrupt(what, "trailing bytes");
+    if (obj.type != msgpack::type::MAP) return Corrupt(what, "not a msgpack map");
+    for (uint32_t i = 0; i < obj.via.map.size; ++i) {
+      const msgpack::object_kv& kv = obj.via.map.ptr[i];
+      if (kv.key.type != msgpack::type::STR) return Corrupt(what, "a key is not a string");
+      std::string_view key(kv.key.via.str.ptr, kv.key.via.str.size);
+      if (!on_field(key, kv.val)) {
+        return Corrupt(what, "field '" + std::string(key) + "' has the wrong type");
+      }
+    }
+  } catch (const std::exception& e) {
+    return Corrupt(what, e.what());
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+// --- DeviceRecord ---
+
+std::string Encode(const DeviceRecord& r) {
+  return MapWriter()
+      .Str("id", r.id)
+      .Str("st", DeviceStateName(r.state))
+      .Str("mf", r.manufacturer)
+      .Str("mo", r.model)
+      .Str("g", r.group)
+      .Bin("bf", r.birth_fingerprint)
+      .Bin("of", r.operational_fingerprint)
+      .Int("on", r.operational_not_after)
+      .Str("fw", r.fw)
+      .Bin("cc", r.claim_code_sha256)
+      .Int("ca", r.created_at)
+      .Int("ua", r.updated_at)
+      .Finish();
+}
+
+Status Decode(ByteView data, DeviceRecord* r) {
+  *r = DeviceRecord{};
+  bool state_ok = false;
+  ET_RETURN_IF_ERROR(DecodeMap(data, "device", [&](std::string_view k, const msgpack::object& v) {
+    if (k == "id") return Get(v, &r->id);
+    if (k == "st") {
+      if (v.type != msgpack::type::STR) return false;
+      auto state = ParseDeviceState(std::string_view(v.via.str.ptr, v.via.str.size));
+      if (!state.ok()) return false;
+      r->state = *state;
+      state_ok = true;
+      return true;
+    }
+    if (k == "mf") return Get(v, &r->manufacturer);
+    if (k == "mo") return Get(v, &r->model);
+    if (k == "g") return Get(v, &r->group);
+    if (k == "bf") return Get(v, &r->birth_fingerprint);
+    if (k == "of") return Get(v, &r->operational_fingerprint);
+    if (k == "on") return Get(v, &r->operational_not_after);
+    if (k == "fw") return Get(v, &r->fw);
+    if (k == "cc") return Get(v, &r->claim_code_sha256);
+    if (k == "ca") return Get(v, &r->created_at);
+    if (k == "ua") return Get(v, &r->updated_at);
+    return true;
+  }));
+  if (r->id.empty() || !state_ok) return Corrupt("device", "missing id or state");
+  return OkStatus();
+}
+
+// --- CertificateRecord ---
+
+std::string Encode(const CertificateRecord& r) {
+  return MapWriter()
+      .Bin("fp", r.fingerprint)
+      .Str("d", r.device_id)
+      .Str("k", CertificateKindName(r.kind))
+      .Bin("i", r.issuer_id)
+      .Bin("s", r.serial)
+      .Int("nb", r.not_before)
+      .Int("na", r.not_after)
+      .Bin("der", r.der)
+      .Finish();
+}
+
+Status Decode(ByteView data, CertificateRecord* r) {
+  *r = CertificateRecord{};
+  bool kind_ok = false;
+  ET_RETURN_IF_ERROR(
+      DecodeMap(data, "certificate", [&](std::string_view k, const msgpack::object& v) {
+        if (k == "fp") return Get(v, &r->fingerprint);
+        if (k == "d") return Get(v, &r->device_id);
+        if (k == "k") {
+          if (v.type != msgpack::type::STR) return false;
+          auto kind = ParseCertificateKind(std::string_view(v.via.str.ptr, v.via.str.size));
+          if (!kind.ok()) return false;
+          r->kind = *kind;
+          kind_ok = true;
+          return true;
+        }
+        if (k == "i") return Get(v, &r->issuer_id);
+        if (k == "s") return Get(v, &r->serial);
+        if (k == "nb") return Get(v, &r->not_before);
+        if (k == "na") return Get(v, &r->not_after);
+        if (k == "der") return Get(v, &r->der);
+        return true;
+      }));
+  if (r->fingerprint.empty() || !kind_ok) return Corrupt("certificate", "missing fingerprint or kind");
+  return OkStatus();
+}
+
+// --- RevocationRecord (log entry) ---
+
+std::string Encode(const RevocationRecord& r) {
+  return MapWriter()
+      .Bin("f", r.fingerprint)
+      .Bin("i", r.issuer_id)
+      .Bin("s", r.serial)
+      .Str("d", r.device_id)
+      .Str("r", r.reason)
+      .Int("t", r.ts)
+      .Finish();
+}
+
+Status Decode(ByteView data, RevocationRecord* r) {
+  *r = RevocationRecord{};
+  ET_RETURN_IF_ERROR(
+      DecodeMap(data, "revocation", [&](std::string_view k, const msgpack::object& v) {
+        if (k == "f") return Get(v, &r->fingerprint);
+        if (k == "i") return Get(v, &r->issuer_id);
+        if (k == "s") return Get(v, &r->serial);
+        if (k == "d") return Get(v, &r->device_id);
+        if (k == "r") return Get(v, &r->reason);
+        if (k == "t") return Get(v, &r->ts);
+        return true;
+      }));
+  if (r->fingerprint.empty() && (r->issuer_id.empty() || r->serial.empty())) {
+    return Corrupt("revocation", "neither fingerprint nor issuer and serial");
+  }
+  return OkStatus();
+}
+
+// --- FirmwareManifest ---
+
+std::string Encode(const FirmwareManifest& r) {
+  return MapWriter()
+      .Str("img", r.image_id)
+      .Str("ver", r.version)
+      .Uint("sz", r.size)
+      .Uint("cs", r.chunk_size)
+      .Bin("h", r.sha256)
+      .Bin("sig", r.sig)
+      .Str("key", r.key_id)
+      .Str("ch", r.channel)
+      .Int("ca", r.created_at)
+      .Finish();
+}
+
+Status Decode(ByteView data, FirmwareManifest* r) {
+  *r = FirmwareManifest{};
+  ET_RETURN_IF_ERROR(
+      DecodeMap(data, "firmware manifest", [&](std::string_view k, const msgpack::object& v) {
+        if (k == "img") return Get(v, &r->image_id);
+        if (k == "ver") return Get(v, &r->version);
+        if (k == "sz") return Get(v, &r->size);
+        if (k == "cs") return Get(v, &r->chunk_size);
+        if (k == "h") return Get(v, &r->sha256);
+        if (k == "sig") return Get(v, &r->sig);
+        if (k == "key") return Get(v, &r->key_id);
+        if (k == "ch") return Get(v, &r->channel);
+        if (k == "ca") return Get(v, &r->created_at);
+        return true;
+      }));
+  if (r->image_id.empty()) return Corrupt("firmware manifest", "missing image id");
+  return OkStatus();
+}
+
+// --- OutboxMessage ---
+
+std::string Encode(const OutboxMessage& r) {
+  return MapWriter()
+      .Str("d", r.device_id)
+      .Str("c", r.channel)
+      .Bin("p", r.payload)
+      .Uint("q", r.qos)
+      .Int("t", r.ts)
+      .Finish();
+}
+
+Status Decode(ByteView data, OutboxMessage* r) {
+  *r = OutboxMessage{};
+  return DecodeMap(data, "outbox message", [&](std::string_view k, const msgpack::object& v) {
+    if (k == "d") return Get(v, &r->device_id);
+    if (k == "c") return Get(v, &r->channel);
+    if (k == "p") return Get(v, &r->payload);
+    if (k == "q") return Get(v, &r->qos);
+    if (k == "t") return Get(v, &r->ts);
+    return true;
+  });
+}
+
+// --- AuditRecord ---
+
+std::string Encode(const AuditRecord& r) {
+  return MapWriter()
+      .Int("t", r.ts)
+      .Str("a", r.actor)
+      .Str("x", r.action)
+      .Str("d", r.device_id)
+      .Str("m", r.detail)
+      .Finish();
+}
+
+Status Decode(ByteView data, AuditRecord* r) {
+  *r = AuditRecord{};
+  return DecodeMap(data, "audit", [&](std::string_view k, const msgpack::object& v) {
+    if (k == "t") return Get(v, &r->ts);
+    if (k == "a") return Get(v, &r->actor);
+    if (k == "x") return Get(v, &r->action);
+    if (k == "d") return Get(v, &r->device_id);
+    if (k == "m") return Get(v, &r->detail);
+    return true;
+  });
+}
+
+// --- AllowlistEntry ---
+
+std::string Encode(const AllowlistEntry& r) {
+  return MapWriter()
+      .Str("id", r.device_id)
+      .Bin("s", r.serial)
+      .Bin("fp", r.fingerprint)
+      .Str("mo", r.model)
+      .Str("mf", r.manufacturer)
+      .Finish();
+}
+
+Status Decode(ByteView data, AllowlistEntry* r) {
+  *r = AllowlistEntry{};
+  ET_RETURN_IF_ERROR(
+      DecodeMap(data, "allowlist", [&](std::string_view k, const msgpack::object& v) {
+        if (k == "id") return Get(v, &r->device_id);
+        if (k == "s") return Get(v, &r->serial);
+        if (k == "fp") return Get(v, &r->fingerprint);
+        if (k == "mo") return Get(v, &r->model);
+        if (k == "mf") return Get(v, &r->manufacturer);
+        return true;
+      }));
+  if (r->device_id.empty()) return Corrupt("allowlist", "missing device id");
+  return OkStatus();
+}
+
+}  // namespace edgetrust::storage::internal
