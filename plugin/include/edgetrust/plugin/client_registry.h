@@ -1,0 +1,51 @@
+// What the plugin remembers about each connected client between CONNECT and DISCONNECT.
+// Keyed by the broker's client handle (`struct mosquitto*`), never by client id: a session
+// takeover briefly has two handles with one id, and only the handle says which one spoke.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "edgetrust/pki/certificate.h"
+#include "edgetrust/protocol/topics.h"
+
+namespace edgetrust::plugin {
+
+struct ClientInfo {
+  std::string client_id;        // == the certificate CN
+  protocol::Role role = protocol::Role::kEnrolling;
+  std::string fingerprint_hex;  // stamped on every message as et-cert-sha256
+  pki::Certificate cert;        // kept to re-decide the session when the store changes
+  bool cut_off = false;         // a kick is queued: refuse everything until it lands
+};
+
+class ClientRegistry {
+ public:
+  using Key = const void*;
+
+  // Replaces any entry under the same key (the broker reuses freed handles).
+  void Add(Key key, ClientInfo info);
+  void Remove(Key key);
+  ClientInfo* Find(Key key);
+  const ClientInfo* Find(Key key) const;
+  size_t size() const { return clients_.size(); }
+
+  // Sessions whose certificate expired before `now` (unix seconds) and are not cut off yet.
+  std::vector<Key> ExpiredBefore(int64_t now) const;
+  // Visits every client; `fn` must not add or remove entries.
+  void ForEach(const std::function<void(Key, ClientInfo&)>& fn);
+
+ private:
+  struct Entry {
+    ClientInfo info;
+    std::multimap<int64_t, Key>::iterator expiry;
+  };
+  std::unordered_map<Key, Entry> clients_;
+  std::multimap<int64_t, Key> by_expiry_;  // not_after -> key: expiry scans stop at the first live one
+};
+
+}  // namespace edgetrust::plugin

@@ -1,0 +1,226 @@
+// ConnectDecider, access rules and control parsing on a real store, without a broker.
+#include <gtest/gtest.h>
+
+#include "edgetrust/plugin/access_rules.h"
+#include "edgetrust/plugin/connect_decider.h"
+#include "edgetrust/plugin/control_commands.h"
+#include "edgetrust/plugin/trust_index.h"
+#include "edgetrust/storage/tables.h"
+#include "plugin_site.h"
+
+namespace edgetrust::plugin {
+namespace {
+
+using protocol::Role;
+using storage::DeviceState;
+using testing::Credentials;
+using testing::Issuer;
+using testing::PluginSite;
+
+Bytes Fp(const Credentials& c) { return Bytes(c.cert.fingerprint.begin(), c.cert.fingerprint.end()); }
+
+class DeciderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto snap = LoadPolicySnapshot(site_.Path("policy.yaml"));
+    ASSERT_TRUE(snap.ok()) << snap.error().ToString();
+    decider_.SetPolicy(*snap);
+    decider_.SetStore(&site_.store());
+  }
+  Decision Decide(const Credentials& c, std::string_view id = {}) {
+    return decider_.Decide(id.empty() ? std::string_view(c.cert.subject.cn) : id, &c.cert, UnixNow());
+  }
+  void Put(const std::string& id, DeviceState state, const std::string& model = {},
+           Bytes op_fp = {}, Bytes birth_fp = {}, const std::string& manufacturer = {}) {
+    storage::DeviceRecord d;
+    d.id = id;
+    d.state = state;
+    d.model = model;
+    d.manufacturer = manufacturer;
+    d.operational_fingerprint = std::move(op_fp);
+    d.birth_fingerprint = std::move(birth_fp);
+    site_.PutDevice(d);
+  }
+
+  PluginSite site_;
+  ConnectDecider decider_;
+};
+
+TEST_F(DeciderTest, NoCertificate) {
+  EXPECT_EQ(decider_.Decide("dev-1", nullptr, UnixNow()).reason, DenyReason::kNoCertificate);
+}
+
+TEST_F(DeciderTest, ClientIdMustEqualCnExactly) {
+  auto c = site_.Issue("d1", Issuer::kAcme, "thermo-000001", "thermo-a");
+  EXPECT_TRUE(Decide(c).allowed());
+  EXPECT_EQ(Decide(c, "THERMO-000001").reason, DenyReason::kClientIdMismatch);
+  EXPECT_EQ(Decide(c, "thermo-000002").reason, DenyReason::kClientIdMismatch);
+}
+
+TEST_F(DeciderTest, HostileCommonNames) {
+  auto slash = site_.IssueHostile("h1", Issuer::kAcme, std::string("a/b"));
+  EXPECT_EQ(Decide(slash).reason, DenyReason::kInvalidCommonName);
+  auto plus = site_.IssueHostile("h2", Issuer::kAcme, std::string("a+b"));
+  EXPECT_EQ(Decide(plus).reason, DenyReason::kInvalidCommonName);
+  auto hash = site_.IssueHostile("h3", Issuer::kAcme, std::string("a#"));
+  EXPECT_EQ(Decide(hash).reason, DenyReason::kInvalidCommonName);
+  auto longcn = site_.IssueHostile("h4", Issuer::kAcme, std::string(65, 'a'));
+  if (!longcn.cert.subject.cn.empty()) {
+    EXPECT_EQ(Decide(longcn).reason, DenyReason::kInvalidCommonName);
+  }
+  auto nul = site_.IssueHostile("h5", Issuer::kAcme, std::string("dev-1\0x", 7));
+  ASSERT_EQ(nul.cert.subject.cn.size(), 7u) << "pki must keep the NUL";
+  EXPECT_EQ(decider_.Decide("dev-1", &nul.cert, UnixNow()).reason, DenyReason::kClientIdMismatch);
+  auto none = site_.IssueHostile("h6", Issuer::kAcme, std::nullopt);
+  EXPECT_EQ(decider_.Decide("dev-1", &none.cert, UnixNow()).reason, DenyReason::kNoCommonName);
+}
+
+TEST_F(DeciderTest, RevokedByFingerprintAndBySerial) {
+  auto a = site_.Issue("a", Issuer::kAcme, "thermo-000001", "thermo-a");
+  auto b = site_.Issue("b", Issuer::kAcme, "thermo-000002", "thermo-a");
+  EXPECT_TRUE(Decide(a).allowed());
+  site_.RevokeFingerprint(a.cert);
+  EXPECT_EQ(Decide(a).reason, DenyReason::kRevoked);
+  EXPECT_TRUE(Decide(b).allowed());
+  site_.RevokeSerial(b.cert);
+  EXPECT_EQ(Decide(b).reason, DenyReason::kRevoked);
+}
+
+TEST_F(DeciderTest, Validity) {
+  auto expired = site_.Issue("e", Issuer::kAcme, "thermo-000001", "thermo-a", UnixNow() - 7200,
+                             UnixNow() - 10);
+  EXPECT_EQ(Decide(expired).reason, DenyReason::kExpired);
+  auto future = site_.Issue("f", Issuer::kAcme, "thermo-000002", "thermo-a", UnixNow() + 3600,
+                            UnixNow() + 7200);
+  EXPECT_EQ(Decide(future).reason, DenyReason::kNotYetValid);
+}
+
+TEST_F(DeciderTest, UnknownIssuer) {
+  auto rogue = site_.Issue("r", Issuer::kRogue, "thermo-000001", "thermo-a");
+  EXPECT_EQ(Decide(rogue).reason, DenyReason::kUnknownIssuer);
+}
+
+TEST_F(DeciderTest, BirthCertificateStates) {
+  auto unknown = site_.Issue("u", Issuer::kAcme, "thermo-000001", "thermo-a");
+  Decision d = Decide(unknown);
+  ASSERT_TRUE(d.allowed());
+  EXPECT_EQ(d.role, Role::kEnrolling);
+
+  auto manufactured = site_.Issue("m", Issuer::kAcme, "lock-000001", "lock-a");
+  auto unlisted = site_.Issue("m2", Issuer::kAcme, "lock-000002", "lock-a");
+  Put("lock-000001", DeviceState::kManufactured, "lock-a", {}, Fp(manufactured), "acme");
+  EXPECT_EQ(Decide(manufactured).role, Role::kEnrolling);
+  EXPECT_TRUE(Decide(manufactured).allowed());
+  EXPECT_EQ(Decide(unlisted).reason, DenyReason::kEnrollmentNotAllowed);  // allowlist group
+
+  // Another birth certificate under a known device's id is a clone.
+  auto clone = site_.Issue("m3", Issuer::kAcme, "lock-000001", "lock-a");
+  EXPECT_EQ(Decide(clone).reason, DenyReason::kNotCurrentCertificate);
+
+  auto transfer = site_.Issue("t", Issuer::kAcme, "thermo-000003", "thermo-a");
+  Put("thermo-000003", DeviceState::kTransferPending, "thermo-a");
+  EXPECT_EQ(Decide(transfer).role, Role::kEnrolling);
+
+  auto active_re = site_.Issue("a1", Issuer::kAcme, "thermo-000004", "thermo-a");
+  Put("thermo-000004", DeviceState::kActive, "thermo-a");
+  EXPECT_TRUE(Decide(active_re).allowed());  // thermostats: reenroll true
+  auto active_no = site_.Issue("a2", Issuer::kAcme, "plain-000001", "plain");
+  Put("plain-000001", DeviceState::kActive, "plain");
+  EXPECT_EQ(Decide(active_no).reason, DenyReason::kEnrollmentNotAllowed);
+
+  auto retired = site_.Issue("x1", Issuer::kAcme, "thermo-000005", "thermo-a");
+  Put("thermo-000005", DeviceState::kRetired, "thermo-a");
+  EXPECT_EQ(Decide(retired).reason, DenyReason::kDeviceRetired);
+  auto compromised = site_.Issue("x2", Issuer::kAcme, "thermo-000006", "thermo-a");
+  Put("thermo-000006", DeviceState::kCompromised, "thermo-a");
+  EXPECT_EQ(Decide(compromised).reason, DenyReason::kDeviceCompromised);
+
+  auto principal = site_.Issue("p", Issuer::kAcme, "edgetrust-gateway", "thermo-a");
+  EXPECT_EQ(Decide(principal).reason, DenyReason::kInvalidCommonName);
+}
+
+TEST_F(DeciderTest, SiteCertificates) {
+  auto gw = site_.Issue("gw", Issuer::kSite, "edgetrust-gateway");
+  EXPECT_EQ(Decide(gw).role, Role::kGateway);
+  auto admin = site_.Issue("adm", Issuer::kSite, "ops-admin");
+  EXPECT_EQ(Decide(admin).role, Role::kAdmin);
+
+  auto op = site_.Issue("op", Issuer::kSite, "thermo-000010");
+  EXPECT_EQ(Decide(op).reason, DenyReason::kDeviceNotActive);  // unknown device
+  Put("thermo-000010", DeviceState::kActive, "thermo-a", Fp(op));
+  Decision d = Decide(op);
+  ASSERT_TRUE(d.allowed());
+  EXPECT_EQ(d.role, Role::kDevice);
+  auto stale = site_.Issue("op2", Issuer::kSite, "thermo-000010");
+  EXPECT_EQ(Decide(stale).reason, DenyReason::kNotCurrentCertificate);
+  Put("thermo-000010", DeviceState::kTransferPending, "thermo-a", Fp(op));
+  EXPECT_EQ(Decide(op).reason, DenyReason::kDeviceNotActive);
+  Put("thermo-000010", DeviceState::kRetired, "thermo-a", Fp(op));
+  EXPECT_EQ(Decide(op).reason, DenyReason::kDeviceRetired);
+}
+
+TEST(DeciderNoStore, FailsClosed) {
+  PluginSite site;
+  ConnectDecider decider;
+  auto snap = LoadPolicySnapshot(site.Path("policy.yaml"));
+  ASSERT_TRUE(snap.ok());
+  decider.SetPolicy(*snap);
+  auto c = site.Issue("d", Issuer::kAcme, "thermo-000001", "thermo-a");
+  EXPECT_EQ(decider.Decide("thermo-000001", &c.cert, UnixNow()).reason,
+            DenyReason::kStoreUnavailable);
+}
+
+TEST(AccessRules, DeviceAndOperators) {
+  ClientInfo dev;
+  dev.client_id = "dev-1";
+  dev.role = Role::kDevice;
+  EXPECT_TRUE(MayAccess(dev, "et", Access::kPublish, "et/dev-1/up/t"));
+  EXPECT_FALSE(MayAccess(dev, "et", Access::kPublish, "et/dev-2/up/t"));
+  EXPECT_FALSE(MayAccess(dev, "et", Access::kSubscribe, "et/#"));
+  EXPECT_FALSE(MayAccess(dev, "et", Access::kSubscribe, "$SYS/broker/edgetrust/#"));
+  EXPECT_FALSE(MayAccess(dev, "et", Access::kPublish, "$CONTROL/edgetrust/v1"));
+  dev.cut_off = true;
+  EXPECT_FALSE(MayAccess(dev, "et", Access::kPublish, "et/dev-1/up/t"));
+
+  ClientInfo admin;
+  admin.client_id = "ops-admin";
+  admin.role = Role::kAdmin;
+  EXPECT_TRUE(MayAccess(admin, "et", Access::kSubscribe, "$SYS/broker/edgetrust/#"));
+  EXPECT_TRUE(MayAccess(admin, "et", Access::kReceive, "$SYS/broker/edgetrust/connect/allowed"));
+  EXPECT_FALSE(MayAccess(admin, "et", Access::kSubscribe, "$SYS/#"));
+  EXPECT_TRUE(MayAccess(admin, "et", Access::kPublish, "$CONTROL/edgetrust/v1"));
+}
+
+TEST(ControlCommands, ParsesAndRefuses) {
+  EXPECT_FALSE(ParseControlRequest("{").ok());
+  EXPECT_FALSE(ParseControlRequest("[]").ok());
+  EXPECT_FALSE(ParseControlRequest("{\"commands\":3}").ok());
+  EXPECT_FALSE(ParseControlRequest(std::string(kMaxControlPayload + 1, ' ')).ok());
+  auto r = ParseControlRequest(
+      R"({"commands":[{"command":"kickDevice","device":"dev-1","correlationData":"c1"},
+                      {"command":"kickDevice","device":"a/b"},
+                      {"command":"kickFingerprint","fingerprint":"zz"},
+                      {"command":"kickFingerprint","fingerprint":"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"},
+                      {"command":"reloadStore"}, {"command":"nope"}, 7]})");
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->size(), 7u);
+  using K = ControlCommand::Kind;
+  EXPECT_EQ((*r)[0].kind, K::kKickDevice);
+  EXPECT_EQ((*r)[0].correlation_data, "c1");
+  EXPECT_EQ((*r)[1].kind, K::kInvalid);
+  EXPECT_EQ((*r)[2].kind, K::kInvalid);
+  EXPECT_EQ((*r)[3].kind, K::kKickFingerprint);
+  EXPECT_EQ((*r)[4].kind, K::kReloadStore);
+  EXPECT_EQ((*r)[5].kind, K::kInvalid);
+  EXPECT_EQ((*r)[6].kind, K::kInvalid);
+
+  ControlResponse resp;
+  resp.Ok((*r)[0], {{"sessions", 1}});
+  resp.Fail((*r)[1], "bad \xff utf8");
+  auto j = nlohmann::json::parse(resp.Serialize());
+  EXPECT_EQ(j["responses"][0]["correlationData"], "c1");
+  EXPECT_TRUE(j["responses"][1].contains("error"));
+}
+
+}  // namespace
+}  // namespace edgetrust::plugin
