@@ -1,0 +1,126 @@
+// An MQTT client (libmosquitto, without its thread) driven by a libuv loop.
+//
+// One UvMqttClient per connection; any number share one loop. Everything — callbacks included —
+// happens on the loop thread; no method may be called from another thread.
+//
+// Life cycle: Create → Start → (connect, messages, reconnects…) → Stop → closed. Destroying the
+// object is always safe: it stops without callbacks, and the libuv handles it still holds are
+// freed by their close callbacks on a later loop turn, so keep running the loop until
+// uv_run returns (then uv_loop_close returns 0).
+#pragma once
+
+#include <uv.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "edgetrust/common/bytes.h"
+#include "edgetrust/common/result.h"
+
+namespace edgetrust::mqtt {
+
+// MQTT v5 user property (name, value). Order and duplicates are preserved, as on the wire.
+struct UserProperty {
+  std::string name;
+  std::string value;
+};
+using UserProperties = std::vector<UserProperty>;
+
+// First value of `name`, or nullopt.
+std::optional<std::string_view> FindUserProperty(const UserProperties& props,
+                                                 std::string_view name);
+
+struct ClientOptions {
+  std::string host = "127.0.0.1";
+  int port = 8883;
+  std::string client_id;
+  // TLS: `ca` (a CA file) turns TLS on; `cert` + `key` (PEM files) add a client certificate.
+  // Empty `ca` = plain TCP.
+  std::string ca;
+  std::string cert;
+  std::string key;
+  int protocol = 5;        // 5 = MQTT v5, 4 = MQTT 3.1.1
+  int keepalive = 30;      // seconds
+  bool clean_start = true;
+  uint32_t session_expiry = 0;  // seconds; v5 only (sent as a CONNECT property when > 0)
+  std::string username;    // optional
+  std::string password;    // optional
+  // Automatic reconnect with exponential back-off and ±20 % jitter. Also used when the first
+  // connect fails.
+  bool reconnect = true;
+  std::chrono::milliseconds reconnect_min{500};
+  std::chrono::milliseconds reconnect_max{30000};
+};
+
+struct Message {
+  std::string topic;
+  Bytes payload;
+  UserProperties user_properties;  // v5 only; empty on 3.1.1
+  int qos = 0;
+  bool retain = false;
+};
+
+struct ClientCallbacks {
+  // CONNACK received; `reason` 0 = accepted (then the client is connected()), else the
+  // v5 reason code / v3 return code of the refusal.
+  std::function<void(int reason)> on_connect;
+  // Connection lost or closed. `reason` 0 = we asked for it (Stop), otherwise a libmosquitto
+  // error (MOSQ_ERR_*) or the broker's v5 DISCONNECT reason. A reconnect is already scheduled
+  // when options.reconnect is on and Stop was not called.
+  std::function<void(int reason)> on_disconnect;
+  std::function<void(const Message& message)> on_message;
+  // PUBACK/PUBCOMP for QoS > 0 (reason >= 0x80 = refused by the broker), or the message written
+  // to the socket for QoS 0.
+  std::function<void(int mid, int reason)> on_publish_ack;
+  // SUBACK; `granted` per filter (QoS, or >= 0x80 when refused).
+  std::function<void(int mid, const std::vector<int>& granted)> on_subscribe;
+  // All handles are closed after Stop(); the object may be destroyed from here on.
+  std::function<void()> on_closed;
+};
+
+class UvMqttClient {
+ public:
+  // Initialises libmosquitto once per process (thread-safe) and prepares the client; does not
+  // touch the network. Fails on bad options (empty client id, unreadable TLS files…).
+  static Result<std::unique_ptr<UvMqttClient>> Create(uv_loop_t* loop, ClientOptions options,
+                                                      ClientCallbacks callbacks);
+  ~UvMqttClient();
+  UvMqttClient(const UvMqttClient&) = delete;
+  UvMqttClient& operator=(const UvMqttClient&) = delete;
+
+  // Starts connecting (non-blocking) and returns; failures show up as on_disconnect and are
+  // retried when options.reconnect is on. Returns an error only for a failure that a retry
+  // cannot fix.
+  Status Start();
+  // Graceful: sends DISCONNECT if connected (flushing what is queued first, within ~1 s), then
+  // closes every handle and calls on_closed. No reconnect after this. Idempotent.
+  void Stop();
+
+  // Queues a message; returns its message id. Fails when not connected (libmosquitto keeps no
+  // offline queue for QoS 0; for QoS > 0 it would — we refuse instead so callers decide).
+  Result<int> Publish(std::string_view topic, ByteView payload, int qos = 0, bool retain = false,
+                      const UserProperties& user_properties = {});
+  // Subscribes; returns the message id (answered by on_subscribe). Fails when not connected.
+  Result<int> Subscribe(std::string_view filter, int qos = 0);
+  Result<int> Unsubscribe(std::string_view filter);
+
+  bool connected() const;
+  bool closed() const;
+  const ClientOptions& options() const;
+
+  // Opaque; public only so the implementation's C callbacks can reach it.
+  struct Impl;
+
+ private:
+  explicit UvMqttClient(Impl* impl) : impl_(impl) {}
+  Impl* impl_;  // owned; freed by the last close callback (see ~UvMqttClient)
+};
+
+}  // namespace edgetrust::mqtt

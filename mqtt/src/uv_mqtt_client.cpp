@@ -1,0 +1,549 @@
+// libmosquitto driven from a libuv loop, in the manner of curl's multi-uv example: libmosquitto
+// owns the socket, we own readiness. After every call into libmosquitto, Sync() looks at what it
+// left behind (which socket, does it want to write, is the socket gone) and adjusts the poll
+// handle; all state changes are decided there, never inside libmosquitto's callbacks.
+#include "edgetrust/mqtt/uv_mqtt_client.h"
+
+#include <mosquitto.h>
+#include <mqtt_protocol.h>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+#include <random>
+
+namespace edgetrust::mqtt {
+
+std::optional<std::string_view> FindUserProperty(const UserProperties& props,
+                                                 std::string_view name) {
+  for (const auto& p : props)
+    if (p.name == name) return std::string_view(p.value);
+  return std::nullopt;
+}
+
+namespace {
+
+enum class State {
+  kIdle,        // created, Start not called
+  kConnecting,  // socket open, no CONNACK yet
+  kConnected,   // CONNACK 0 received
+  kWaiting,     // between attempts (back-off timer armed)
+  kStopping,    // DISCONNECT queued, waiting for it to be written (bounded by a timer)
+  kClosing,     // handles being closed
+  kClosed,
+};
+
+constexpr int kConnectTimeoutSeconds = 15;
+constexpr uint64_t kStopGraceMs = 1000;
+
+void InitLibraryOnce() {
+  static std::once_flag once;
+  std::call_once(once, [] { mosquitto_lib_init(); });
+}
+
+}  // namespace
+
+// One poll handle per socket: libmosquitto replaces the socket on every reconnect, and a uv_poll_t
+// cannot change its fd, so each socket gets its own watch, closed when the socket goes.
+struct SocketWatch {
+  uv_poll_t poll;
+  UvMqttClient::Impl* owner;
+  int fd;
+  int events = -1;  // events currently asked for; -1 = not started
+};
+
+struct UvMqttClient::Impl {
+  uv_loop_t* loop = nullptr;
+  ClientOptions options;
+  ClientCallbacks callbacks;
+  struct mosquitto* mosq = nullptr;
+
+  uv_timer_t tick;   // 1 s: keepalive (mosquitto_loop_misc), connect timeout
+  uv_timer_t retry;  // one-shot: back-off before reconnect; stop grace
+  SocketWatch* watch = nullptr;
+  int pending_closes = 0;
+
+  State state = State::kIdle;
+  bool started_once = false;  // connect_async done once; later attempts use reconnect_async
+  bool detached = false;      // the public object is gone: no more callbacks, free when closed
+  int in_mosq = 0;            // depth of calls into libmosquitto (callbacks run inside them)
+  int lost_reason = MOSQ_ERR_CONN_LOST;
+  int attempts = 0;
+  uint64_t attempt_started_ms = 0;
+  std::minstd_rand rng{std::random_device{}()};
+
+  // ---- libmosquitto callbacks (run inside a mosquitto_* call) ----
+  static void OnConnect(struct mosquitto*, void* obj, int rc, int, const mosquitto_property*) {
+    auto* self = static_cast<Impl*>(obj);
+    if (rc == 0) {
+      self->state = State::kConnected;
+      self->attempts = 0;
+    } else {
+      self->lost_reason = rc;
+    }
+    if (!self->detached && self->callbacks.on_connect) self->callbacks.on_connect(rc);
+  }
+  static void OnDisconnect(struct mosquitto*, void* obj, int rc, const mosquitto_property*) {
+    // Only remember why; Sync() sees the socket gone and acts.
+    static_cast<Impl*>(obj)->lost_reason = rc;
+  }
+  static void OnPublish(struct mosquitto*, void* obj, int mid, int reason,
+                        const mosquitto_property*) {
+    auto* self = static_cast<Impl*>(obj);
+    if (!self->detached && self->callbacks.on_publish_ack) self->callbacks.on_publish_ack(mid, reason);
+  }
+  static void OnSubscribe(struct mosquitto*, void* obj, int mid, int count, const int* granted,
+                          const mosquitto_property*) {
+    auto* self = static_cast<Impl*>(obj);
+    if (self->detached || !self->callbacks.on_subscribe) return;
+    std::vector<int> g(granted, granted + count);
+    self->callbacks.on_subscribe(mid, g);
+  }
+  static void OnMessage(struct mosquitto*, void* obj, const struct mosquitto_message* m,
+                        const mosquitto_property* props) {
+    auto* self = static_cast<Impl*>(obj);
+    if (self->detached || !self->callbacks.on_message) return;
+    Message msg;
+    msg.topic = m->topic ? m->topic : "";
+    const auto* p = static_cast<const uint8_t*>(m->payload);
+    msg.payload.assign(p, p + (m->payloadlen > 0 ? m->payloadlen : 0));
+    msg.qos = m->qos;
+    msg.retain = m->retain;
+    const mosquitto_property* it = props;
+    bool skip_first = false;
+    for (;;) {
+      char* name = nullptr;
+      char* value = nullptr;
+      it = mosquitto_property_read_string_pair(it, MQTT_PROP_USER_PROPERTY, &name, &value,
+                                               skip_first);
+      if (!it) break;
+      msg.user_properties.push_back({name ? name : "", value ? value : ""});
+      free(name);
+      free(value);
+      skip_first = true;
+    }
+    self->callbacks.on_message(msg);
+  }
+
+  // ---- readiness ----
+  static void OnPoll(uv_poll_t* handle, int status, int events) {
+    auto* w = static_cast<SocketWatch*>(handle->data);
+    Impl* self = w->owner;
+    if (self->watch != w) return;  // a stale watch whose close is pending
+    if (status < 0) {
+      // POLLERR (e.g. connection refused): libuv has already stopped the handle.
+      self->lost_reason = MOSQ_ERR_CONN_LOST;
+      self->ConnectionLost();
+      return;
+    }
+    int rc = MOSQ_ERR_SUCCESS;
+    self->in_mosq++;
+    if (self->Handshaking()) {
+      // libmosquitto continues a TLS handshake only from loop_read; loop_write would return
+      // at once and we would spin on writability.
+      rc = mosquitto_loop_read(self->mosq, 1);
+      if (rc == MOSQ_ERR_SUCCESS && self->Handshaking() && PeerGone(mosquitto_socket(self->mosq))) {
+        // libmosquitto reports a socket error during the handshake as "carry on" and would
+        // be woken for the hang-up forever.
+        self->in_mosq--;
+        self->lost_reason = MOSQ_ERR_TLS_HANDSHAKE;
+        self->ConnectionLost();
+        return;
+      }
+    } else {
+      if (events & UV_READABLE) rc = mosquitto_loop_read(self->mosq, 1);
+      if (rc == MOSQ_ERR_SUCCESS && (events & UV_WRITABLE) &&
+          mosquitto_socket(self->mosq) == w->fd) {
+        rc = mosquitto_loop_write(self->mosq, 1);
+      }
+    }
+    self->in_mosq--;
+    if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_CONN_PENDING) self->lost_reason = rc;
+    self->Sync();
+  }
+
+  // True when the socket has hit EOF or an error (peeks, consumes nothing).
+  static bool PeerGone(int fd) {
+    if (fd < 0) return true;
+    char b;
+    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+  }
+
+  bool Handshaking() const {
+    auto* ssl = static_cast<SSL*>(mosquitto_ssl_get(mosq));
+    return ssl != nullptr && SSL_in_init(ssl);
+  }
+
+  int WantedEvents() const {
+    auto* ssl = static_cast<SSL*>(mosquitto_ssl_get(mosq));
+    if (ssl != nullptr && SSL_in_init(ssl)) {
+      return UV_READABLE | (SSL_want_write(ssl) ? UV_WRITABLE : 0);
+    }
+    return UV_READABLE | (mosquitto_want_write(mosq) ? UV_WRITABLE : 0);
+  }
+
+  void CloseWatch() {
+    if (!watch) return;
+    SocketWatch* w = watch;
+    watch = nullptr;
+    pending_closes++;
+    uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), [](uv_handle_t* h) {
+      auto* sw = static_cast<SocketWatch*>(h->data);
+      Impl* owner = sw->owner;
+      delete sw;
+      owner->HandleClosed();
+    });
+  }
+
+  // Called after every call into libmosquitto made outside its callbacks.
+  void Sync() {
+    if (in_mosq > 0) return;  // the outermost call will sync
+    int fd = mosquitto_socket(mosq);
+    if (watch && watch->fd != fd) CloseWatch();
+    if (fd < 0) {
+      if (state == State::kConnecting || state == State::kConnected) {
+        ConnectionLost();
+      } else if (state == State::kStopping) {
+        FinishStop();
+      }
+      return;
+    }
+    if (state == State::kClosing || state == State::kClosed || state == State::kWaiting) return;
+    if (!watch) {
+      auto* w = new SocketWatch{};
+      w->owner = this;
+      w->fd = fd;
+      if (uv_poll_init_socket(loop, &w->poll, fd) != 0) {
+        delete w;
+        lost_reason = MOSQ_ERR_ERRNO;
+        ConnectionLost();
+        return;
+      }
+      w->poll.data = w;
+      watch = w;
+    }
+    int want = WantedEvents();
+    if (want != watch->events) {
+      watch->events = want;
+      uv_poll_start(&watch->poll, want, &Impl::OnPoll);
+    }
+    if (state == State::kStopping && !mosquitto_want_write(mosq)) {
+      // DISCONNECT written; libmosquitto closes the socket itself, but do not rely on it.
+      FinishStop();
+    }
+  }
+
+  void ConnectionLost() {
+    CloseWatch();
+    if (state == State::kStopping) {
+      FinishStop();
+      return;
+    }
+    if (state != State::kConnecting && state != State::kConnected) return;
+    state = State::kWaiting;
+    int reason = lost_reason;
+    lost_reason = MOSQ_ERR_CONN_LOST;
+    if (!detached && callbacks.on_disconnect) callbacks.on_disconnect(reason ? reason : MOSQ_ERR_CONN_LOST);
+    if (state != State::kWaiting) return;  // the callback called Stop()
+    if (options.reconnect && !detached) {
+      ScheduleReconnect();
+    } else {
+      BeginClose();
+    }
+  }
+
+  void ScheduleReconnect() {
+    double base = static_cast<double>(options.reconnect_min.count());
+    double cap = static_cast<double>(options.reconnect_max.count());
+    double delay = std::min(cap, base * static_cast<double>(1ULL << std::min(attempts, 20)));
+    std::uniform_real_distribution<double> jitter(0.8, 1.2);
+    delay = std::max(1.0, delay * jitter(rng));
+    attempts++;
+    uv_timer_start(&retry, [](uv_timer_t* t) {
+      auto* self = static_cast<Impl*>(t->data);
+      if (self->state == State::kWaiting) self->Attempt();
+    }, static_cast<uint64_t>(delay), 0);
+  }
+
+  // One connection attempt; failures go through the same path as a lost connection.
+  void Attempt() {
+    state = State::kConnecting;
+    attempt_started_ms = uv_now(loop);
+    int rc;
+    in_mosq++;
+    if (!started_once) {
+      started_once = true;
+      rc = mosquitto_connect_bind_async(mosq, options.host.c_str(), options.port,
+                                        options.keepalive, nullptr);
+    } else {
+      rc = mosquitto_reconnect_async(mosq);
+    }
+    in_mosq--;
+    if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_CONN_PENDING) {
+      lost_reason = rc;
+      if (mosquitto_socket(mosq) < 0) {
+        ConnectionLost();
+        return;
+      }
+    }
+    Sync();
+  }
+
+  void OnTick() {
+    if (state == State::kConnecting &&
+        uv_now(loop) - attempt_started_ms > kConnectTimeoutSeconds * 1000ULL) {
+      // A peer that accepted TCP but never finishes TLS or never answers CONNECT. The next
+      // mosquitto_reconnect_async closes the stale socket.
+      lost_reason = MOSQ_ERR_TIMEOUT;
+      ConnectionLost();
+      return;
+    }
+    if (state != State::kConnected && state != State::kConnecting) return;
+    in_mosq++;
+    int rc = mosquitto_loop_misc(mosq);
+    in_mosq--;
+    if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN) lost_reason = rc;
+    Sync();
+  }
+
+  void Stop() {
+    switch (state) {
+      case State::kStopping:
+      case State::kClosing:
+      case State::kClosed:
+        return;
+      case State::kIdle:
+      case State::kWaiting:
+        BeginClose();
+        return;
+      case State::kConnecting:
+      case State::kConnected:
+        break;
+    }
+    bool was_connected = state == State::kConnected;
+    state = State::kStopping;
+    if (!was_connected) {
+      BeginClose();
+      return;
+    }
+    in_mosq++;
+    mosquitto_disconnect_v5(mosq, 0, nullptr);
+    in_mosq--;
+    uv_timer_stop(&retry);
+    uv_timer_start(&retry, [](uv_timer_t* t) {
+      auto* self = static_cast<Impl*>(t->data);
+      if (self->state == State::kStopping) self->FinishStop();
+    }, kStopGraceMs, 0);
+    Sync();
+  }
+
+  void FinishStop() {
+    if (state != State::kStopping) return;
+    if (!detached && callbacks.on_disconnect) callbacks.on_disconnect(0);
+    BeginClose();
+  }
+
+  void BeginClose() {
+    if (state == State::kClosing || state == State::kClosed) return;
+    state = State::kClosing;
+    CloseWatch();
+    pending_closes += 2;
+    uv_close(reinterpret_cast<uv_handle_t*>(&tick), [](uv_handle_t* h) {
+      static_cast<Impl*>(h->data)->HandleClosed();
+    });
+    uv_close(reinterpret_cast<uv_handle_t*>(&retry), [](uv_handle_t* h) {
+      static_cast<Impl*>(h->data)->HandleClosed();
+    });
+  }
+
+  void HandleClosed() {
+    if (--pending_closes > 0) return;
+    if (state != State::kClosing) return;  // a stale watch closed while still running
+    state = State::kClosed;
+    // No poll handle watches the socket any more: safe to let libmosquitto close it.
+    if (mosq) {
+      mosquitto_destroy(mosq);
+      mosq = nullptr;
+    }
+    if (!detached && callbacks.on_closed) {
+      callbacks.on_closed();
+      return;  // the callback may have destroyed the public object, and with it us
+    }
+    if (detached) delete this;
+  }
+
+  ~Impl() {
+    if (mosq) mosquitto_destroy(mosq);
+  }
+};
+
+Result<std::unique_ptr<UvMqttClient>> UvMqttClient::Create(uv_loop_t* loop, ClientOptions options,
+                                                           ClientCallbacks callbacks) {
+  if (loop == nullptr) return MakeError(ErrorCode::kInvalidArgument, "no loop");
+  if (options.client_id.empty())
+    return MakeError(ErrorCode::kInvalidArgument, "client id is empty");
+  if (options.protocol != 4 && options.protocol != 5)
+    return MakeError(ErrorCode::kInvalidArgument, "protocol must be 4 or 5");
+  if (options.port <= 0 || options.port > 65535)
+    return MakeError(ErrorCode::kInvalidArgument, "bad port");
+  if (options.keepalive != 0 && (options.keepalive < 5 || options.keepalive > 65535))
+    return MakeError(ErrorCode::kInvalidArgument, "keepalive must be 0 or 5..65535 s");
+  if (options.reconnect_min.count() <= 0 || options.reconnect_max < options.reconnect_min)
+    return MakeError(ErrorCode::kInvalidArgument, "bad reconnect back-off");
+  InitLibraryOnce();
+
+  auto impl = std::make_unique<Impl>();
+  impl->loop = loop;
+  impl->options = std::move(options);
+  impl->callbacks = std::move(callbacks);
+  const ClientOptions& o = impl->options;
+
+  impl->mosq = mosquitto_new(o.client_id.c_str(), o.clean_start, impl.get());
+  if (!impl->mosq) return MakeError(ErrorCode::kResourceExhausted, "mosquitto_new failed");
+  mosquitto_int_option(impl->mosq, MOSQ_OPT_PROTOCOL_VERSION,
+                       o.protocol == 5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
+  mosquitto_int_option(impl->mosq, MOSQ_OPT_TCP_NODELAY, 1);
+  mosquitto_connect_v5_callback_set(impl->mosq, &Impl::OnConnect);
+  mosquitto_disconnect_v5_callback_set(impl->mosq, &Impl::OnDisconnect);
+  mosquitto_publish_v5_callback_set(impl->mosq, &Impl::OnPublish);
+  mosquitto_subscribe_v5_callback_set(impl->mosq, &Impl::OnSubscribe);
+  mosquitto_message_v5_callback_set(impl->mosq, &Impl::OnMessage);
+
+  if (!o.username.empty()) {
+    if (mosquitto_username_pw_set(impl->mosq, o.username.c_str(),
+                                  o.password.empty() ? nullptr : o.password.c_str()) != 0)
+      return MakeError(ErrorCode::kInvalidArgument, "bad username/password");
+  }
+  if (!o.ca.empty()) {
+    int rc = mosquitto_tls_set(impl->mosq, o.ca.c_str(), nullptr,
+                               o.cert.empty() ? nullptr : o.cert.c_str(),
+                               o.key.empty() ? nullptr : o.key.c_str(), nullptr);
+    if (rc != MOSQ_ERR_SUCCESS)
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "TLS files (ca " + o.ca + ", cert " + o.cert + ", key " + o.key +
+                           "): " + mosquitto_strerror(rc));
+  } else if (!o.cert.empty() || !o.key.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "a client certificate needs a CA file (TLS)");
+  }
+  if (o.protocol == 5 && o.session_expiry > 0) {
+    // libmosquitto 2.0 accepts CONNECT properties only through the blocking connect call,
+    // which stores them before validating its arguments and reuses them on every
+    // (re)connect. Giving it an invalid port stores them without connecting; the
+    // non-blocking connect that follows sends them.
+    mosquitto_property* props = nullptr;
+    if (mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL,
+                                     o.session_expiry) != MOSQ_ERR_SUCCESS)
+      return MakeError(ErrorCode::kResourceExhausted, "property");
+    int rc = mosquitto_connect_bind_v5(impl->mosq, o.host.c_str(), -1, o.keepalive, nullptr,
+                                       props);
+    mosquitto_property_free_all(&props);
+    if (rc != MOSQ_ERR_INVAL)
+      return MakeError(ErrorCode::kInternal, "could not set the session expiry");
+  }
+
+  uv_timer_init(loop, &impl->tick);
+  impl->tick.data = impl.get();
+  uv_timer_init(loop, &impl->retry);
+  impl->retry.data = impl.get();
+  return std::unique_ptr<UvMqttClient>(new UvMqttClient(impl.release()));
+}
+
+UvMqttClient::~UvMqttClient() {
+  Impl* impl = impl_;
+  impl->detached = true;
+  if (impl->state == State::kClosed) {
+    if (impl->pending_closes == 0) delete impl;
+    return;
+  }
+  // Free once every handle's close callback has run (HandleClosed deletes a detached Impl).
+  impl->Stop();
+  if (impl->state == State::kStopping) {
+    // Nobody will look at a graceful end any more; close now. DISCONNECT is usually
+    // already written (libmosquitto writes at once outside callbacks).
+    impl->BeginClose();
+  }
+}
+
+Status UvMqttClient::Start() {
+  if (impl_->state != State::kIdle)
+    return MakeError(ErrorCode::kFailedPrecondition, "already started");
+  uv_timer_start(&impl_->tick, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->OnTick(); },
+                 1000, 1000);
+  impl_->Attempt();
+  return OkStatus();
+}
+
+void UvMqttClient::Stop() { impl_->Stop(); }
+
+Result<int> UvMqttClient::Publish(std::string_view topic, ByteView payload, int qos, bool retain,
+                                  const UserProperties& user_properties) {
+  if (impl_->state != State::kConnected)
+    return MakeError(ErrorCode::kUnavailable, "not connected");
+  if (qos < 0 || qos > 2) return MakeError(ErrorCode::kInvalidArgument, "qos must be 0..2");
+  mosquitto_property* props = nullptr;
+  if (!user_properties.empty()) {
+    if (impl_->options.protocol != 5)
+      return MakeError(ErrorCode::kInvalidArgument, "user properties need MQTT v5");
+    for (const auto& p : user_properties) {
+      if (mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, p.name.c_str(),
+                                             p.value.c_str()) != MOSQ_ERR_SUCCESS) {
+        mosquitto_property_free_all(&props);
+        return MakeError(ErrorCode::kInvalidArgument, "bad user property");
+      }
+    }
+  }
+  std::string t(topic);
+  int mid = 0;
+  impl_->in_mosq++;
+  int rc = mosquitto_publish_v5(impl_->mosq, &mid, t.c_str(), static_cast<int>(payload.size()),
+                                payload.data(), qos, retain, props);
+  impl_->in_mosq--;
+  mosquitto_property_free_all(&props);
+  impl_->Sync();
+  if (rc != MOSQ_ERR_SUCCESS) {
+    return MakeError(rc == MOSQ_ERR_NO_CONN || rc == MOSQ_ERR_CONN_LOST ? ErrorCode::kUnavailable
+                                                                        : ErrorCode::kInvalidArgument,
+                     std::string("publish ") + t + ": " + mosquitto_strerror(rc));
+  }
+  return mid;
+}
+
+Result<int> UvMqttClient::Subscribe(std::string_view filter, int qos) {
+  if (impl_->state != State::kConnected)
+    return MakeError(ErrorCode::kUnavailable, "not connected");
+  std::string f(filter);
+  int mid = 0;
+  impl_->in_mosq++;
+  int rc = mosquitto_subscribe_v5(impl_->mosq, &mid, f.c_str(), qos, 0, nullptr);
+  impl_->in_mosq--;
+  impl_->Sync();
+  if (rc != MOSQ_ERR_SUCCESS)
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "subscribe " + f + ": " + mosquitto_strerror(rc));
+  return mid;
+}
+
+Result<int> UvMqttClient::Unsubscribe(std::string_view filter) {
+  if (impl_->state != State::kConnected)
+    return MakeError(ErrorCode::kUnavailable, "not connected");
+  std::string f(filter);
+  int mid = 0;
+  impl_->in_mosq++;
+  int rc = mosquitto_unsubscribe_v5(impl_->mosq, &mid, f.c_str(), nullptr);
+  impl_->in_mosq--;
+  impl_->Sync();
+  if (rc != MOSQ_ERR_SUCCESS)
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "unsubscribe " + f + ": " + mosquitto_strerror(rc));
+  return mid;
+}
+
+bool UvMqttClient::connected() const { return impl_->state == State::kConnected; }
+bool UvMqttClient::closed() const { return impl_->state == State::kClosed; }
+const ClientOptions& UvMqttClient::options() const { return impl_->options; }
+
+}  // namespace edgetrust::mqtt

@@ -1,0 +1,396 @@
+// UvMqttClient against a real mosquitto: plain TCP and mutual TLS (certificates made with the
+// openssl command line), round trips with user properties, broker restarts, persistent
+// sessions, many clients on one loop, and a loop that closes cleanly every time.
+#include "edgetrust/mqtt/uv_mqtt_client.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "edgetrust/testing/mqtt_client.h"
+#include "edgetrust/testing/process.h"
+
+namespace edgetrust::mqtt {
+namespace {
+
+using edgetrust::testing::Broker;
+using edgetrust::testing::FreeLoopbackPort;
+using edgetrust::testing::RunCommand;
+using edgetrust::testing::TempDir;
+using edgetrust::testing::WriteFile;
+using namespace std::chrono_literals;
+
+void Openssl(const std::vector<std::string>& args) {
+  std::vector<std::string> argv{"/usr/bin/openssl"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto r = RunCommand(argv);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+}
+
+// A CA, a server certificate for 127.0.0.1/localhost and a client certificate, all P-256.
+void MakeCertificates(const TempDir& dir) {
+  auto p = [&](const std::string& n) { return dir / n; };
+  Openssl({"ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", p("ca.key")});
+  Openssl({"req", "-x509", "-new", "-key", p("ca.key"), "-subj", "/CN=test-ca", "-days", "2",
+           "-out", p("ca.pem")});
+  WriteFile(p("server.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
+  WriteFile(p("client.ext"), "extendedKeyUsage=clientAuth\n");
+  for (const std::string who : {"server", "client"}) {
+    Openssl({"ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", p(who + ".key")});
+    Openssl({"req", "-new", "-key", p(who + ".key"), "-subj", "/CN=" + who, "-out",
+             p(who + ".csr")});
+    Openssl({"x509", "-req", "-in", p(who + ".csr"), "-CA", p("ca.pem"), "-CAkey", p("ca.key"),
+             "-CAcreateserial", "-days", "2", "-extfile", p(who + ".ext"), "-out",
+             p(who + ".pem")});
+    chmod(p(who + ".key").c_str(), 0644);  // the broker reads it as `mosquitto`
+  }
+}
+
+// The loop lives in the test thread; RunUntil turns it until a condition holds.
+class UvMqttClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(uv_loop_init(&loop_), 0);
+    uv_timer_init(&loop_, &waker_);
+    waker_.data = this;
+    MakeCertificates(dir_);
+    plain_port_ = FreeLoopbackPort();
+    tls_port_ = FreeLoopbackPort();
+    broker_ = Broker::Start(dir_.path(), BrokerConfig(), {plain_port_, tls_port_});
+  }
+
+  void TearDown() override {
+    clients_.clear();  // destroying clients is always safe; their handles close on the loop
+    uv_close(reinterpret_cast<uv_handle_t*>(&waker_), nullptr);
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    EXPECT_EQ(uv_loop_close(&loop_), 0) << "a handle was left open";
+  }
+
+  std::string BrokerConfig() {
+    return "per_listener_settings true\n"
+           "listener " + std::to_string(plain_port_) + " 127.0.0.1\n"
+           "allow_anonymous true\n"
+           "listener " + std::to_string(tls_port_) + " 127.0.0.1\n"
+           "allow_anonymous true\n"
+           "cafile " + dir_ / "ca.pem" + "\n"
+           "certfile " + dir_ / "server.pem" + "\n"
+           "keyfile " + dir_ / "server.key" + "\n"
+           "require_certificate true\n"
+           "persistence false\n"
+           "max_keepalive 60\n";
+  }
+
+  bool RunUntil(const std::function<bool()>& done, std::chrono::milliseconds timeout = 10s) {
+    if (done()) return true;
+    done_ = &done;
+    deadline_ = uv_now(&loop_) + static_cast<uint64_t>(timeout.count());
+    uv_timer_start(&waker_, [](uv_timer_t* t) {
+      auto* self = static_cast<UvMqttClientTest*>(t->data);
+      uv_update_time(t->loop);
+      if ((*self->done_)() || uv_now(t->loop) >= self->deadline_) uv_stop(t->loop);
+    }, 2, 2);
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    uv_timer_stop(&waker_);
+    done_ = nullptr;
+    return done();
+  }
+
+  struct Probe {
+    int connects = 0;
+    int refusals = 0;
+    int disconnects = 0;
+    int last_disconnect = -1;
+    bool closed = false;
+    std::vector<Message> messages;
+    std::map<int, std::vector<int>> subacks;
+    std::map<int, int> pubacks;
+  };
+
+  UvMqttClient* NewClient(ClientOptions o, Probe* probe) {
+    ClientCallbacks cb;
+    cb.on_connect = [probe](int reason) { reason == 0 ? probe->connects++ : probe->refusals++; };
+    cb.on_disconnect = [probe](int reason) {
+      probe->disconnects++;
+      probe->last_disconnect = reason;
+    };
+    cb.on_message = [probe](const Message& m) { probe->messages.push_back(m); };
+    cb.on_subscribe = [probe](int mid, const std::vector<int>& g) { probe->subacks[mid] = g; };
+    cb.on_publish_ack = [probe](int mid, int reason) { probe->pubacks[mid] = reason; };
+    cb.on_closed = [probe] { probe->closed = true; };
+    auto c = UvMqttClient::Create(&loop_, std::move(o), std::move(cb));
+    EXPECT_TRUE(c.ok()) << (c.ok() ? "" : c.error().ToString());
+    if (!c.ok()) return nullptr;
+    clients_.push_back(std::move(c).value());
+    return clients_.back().get();
+  }
+
+  ClientOptions Plain(const std::string& id) {
+    ClientOptions o;
+    o.port = plain_port_;
+    o.client_id = id;
+    o.reconnect_min = 100ms;
+    o.reconnect_max = 500ms;
+    return o;
+  }
+  ClientOptions Tls(const std::string& id) {
+    ClientOptions o = Plain(id);
+    o.port = tls_port_;
+    o.ca = dir_ / "ca.pem";
+    o.cert = dir_ / "client.pem";
+    o.key = dir_ / "client.key";
+    return o;
+  }
+
+  // Subscribes and waits for SUBACK.
+  void SubscribeAndWait(UvMqttClient* c, Probe* p, const std::string& filter, int qos) {
+    auto mid = c->Subscribe(filter, qos);
+    ASSERT_TRUE(mid.ok()) << mid.error().ToString();
+    ASSERT_TRUE(RunUntil([&] { return p->subacks.count(*mid) > 0; }));
+    EXPECT_EQ(p->subacks[*mid], std::vector<int>{qos});
+  }
+
+  uv_loop_t loop_{};
+  uv_timer_t waker_{};
+  const std::function<bool()>* done_ = nullptr;
+  uint64_t deadline_ = 0;
+  TempDir dir_;
+  int plain_port_ = 0;
+  int tls_port_ = 0;
+  Broker broker_;
+  std::vector<std::unique_ptr<UvMqttClient>> clients_;
+};
+
+
+TEST_F(UvMqttClientTest, PlainRoundTripWithUserProperties) {
+  Probe p;
+  UvMqttClient* c = NewClient(Plain("plain-1"), &p);
+  ASSERT_TRUE(c->Start().ok());
+  ASSERT_TRUE(RunUntil([&] { return c->connected(); }));
+  EXPECT_EQ(p.connects, 1);
+  SubscribeAndWait(c, &p, "t/+/x", 1);
+
+  const std::string body = std::string("bin\0ary", 7);
+  auto mid = c->Publish("t/a/x", AsBytes(body), 1, false,
+                        {{"et-test", "one"}, {"et-test", "two"}, {"k", "v"}});
+  ASSERT_TRUE(mid.ok()) << mid.error().ToString();
+  ASSERT_TRUE(RunUntil([&] { return !p.messages.empty() && p.pubacks.count(*mid); }));
+  const Message& m = p.messages[0];
+  EXPECT_EQ(m.topic, "t/a/x");
+  EXPECT_EQ(std::string(m.payload.begin(), m.payload.end()), body);
+  EXPECT_EQ(m.qos, 1);
+  ASSERT_EQ(m.user_properties.size(), 3u);
+  EXPECT_EQ(m.user_properties[0].value, "one");
+  EXPECT_EQ(m.user_properties[1].value, "two");
+  EXPECT_EQ(FindUserProperty(m.user_properties, "k"), "v");
+  EXPECT_EQ(FindUserProperty(m.user_properties, "absent"), std::nullopt);
+  EXPECT_EQ(p.pubacks[*mid], 0);
+
+  c->Stop();
+  ASSERT_TRUE(RunUntil([&] { return p.closed; }));
+  EXPECT_EQ(p.last_disconnect, 0);
+  EXPECT_TRUE(c->closed());
+  EXPECT_FALSE(c->Publish("t/a/x", AsBytes("late")).ok());
+}
+
+TEST_F(UvMqttClientTest, MutualTlsRoundTripAndMessagesFromAnotherClient) {
+  Probe p;
+  UvMqttClient* c = NewClient(Tls("tls-1"), &p);
+  ASSERT_TRUE(c->Start().ok());
+  ASSERT_TRUE(RunUntil([&] { return c->connected(); }));
+  SubscribeAndWait(c, &p, "down/#", 0);
+
+  // A message from a different connection (the blocking test client) arrives too.
+  edgetrust::testing::TestClient other("other");
+  ASSERT_EQ(other.Connect(plain_port_, {}), 0);
+  ASSERT_EQ(other.Publish("down/1", "hello", 0, false, {{"et-cert-sha256", "ab"}}), 0);
+  ASSERT_TRUE(RunUntil([&] { return !p.messages.empty(); }));
+  EXPECT_EQ(p.messages[0].topic, "down/1");
+  EXPECT_EQ(FindUserProperty(p.messages[0].user_properties, "et-cert-sha256"), "ab");
+
+  // And one of ours reaches the other client.
+  ASSERT_EQ(other.Subscribe("up/#", 1), 1);
+  ASSERT_TRUE(c->Publish("up/1", AsBytes("x"), 1, false, {{"a", "b"}}).ok());
+  bool got = false;
+  // The blocking client waits on its own thread; keep our loop turning meanwhile.
+  ASSERT_TRUE(RunUntil([&] {
+    if (auto m = other.WaitMessage(1ms)) got = m->topic == "up/1" && m->user_properties["a"] == "b";
+    return got;
+  }));
+}
+
+TEST_F(UvMqttClientTest, TlsWithoutClientCertificateIsRefusedAndRetried) {
+  Probe p;
+  ClientOptions o = Tls("nocert");
+  o.cert.clear();
+  o.key.clear();
+  UvMqttClient* c = NewClient(o, &p);
+  ASSERT_TRUE(c->Start().ok());
+  ASSERT_TRUE(RunUntil([&] { return p.disconnects >= 2; }));  // refused, then refused again
+  EXPECT_EQ(p.connects, 0);
+  EXPECT_FALSE(c->connected());
+}
+
+TEST_F(UvMqttClientTest, WrongCaIsRefused) {
+  Probe p;
+  ClientOptions o = Tls("wrongca");
+  o.ca = dir_ / "client.pem";  // not the CA that signed the broker's certificate
+  UvMqttClient* c = NewClient(o, &p);
+  ASSERT_TRUE(c->Start().ok());
+  ASSERT_TRUE(RunUntil([&] { return p.disconnects >= 1; }));
+  EXPECT_EQ(p.connects, 0);
+}
+
+TEST_F(UvMqttClientTest, BadOptionsAreRefusedAtCreate) {
+  ClientOptions o = Plain("");
+  EXPECT_FALSE(UvMqttClient::Create(&loop_, o, {}).ok());
+  o = Tls("x");
+  o.key = dir_ / "missing.key";
+  EXPECT_FALSE(UvMqttClient::Create(&loop_, o, {}).ok());
+  o = Plain("x");
+  o.protocol = 3;
+  EXPECT_FALSE(UvMqttClient::Create(&loop_, o, {}).ok());
+}
+
+TEST_F(UvMqttClientTest, ReconnectsAfterBrokerRestart) {
+  Probe p;
+  UvMqttClient* c = NewClient(Tls("restart-1"), &p);
+  ASSERT_TRUE(c->Start().ok());
+  ASSERT_TRUE(RunUntil([&] { return c->connected(); }));
+
+  broker_.process().Stop();
+  ASSERT_TRUE(RunUntil([&] { return !c->connected(); }));
+  EXPECT_GE(p.disconnects, 1);
+  // Let it fail a few attempts against the dead port.
+  RunUntil([] { return false; }, 300ms);
+  broker_ = Broker::Start(dir_.path(), BrokerConfig(), {plain_port_, tls_port_});
+  ASSERT_TRUE(RunUntil([&] { return c->connected(); }, 15s))
+      << "disconnects " << p.disconnects << " last " << p.last_disconnect << " refusals "
+      << p.refusals << "\n" << broker_.Log();
+  EXPECT_EQ(p.connects, 2);
+  SubscribeAndWait(c, &p, "again", 0);
+  ASSERT_TRUE(c->Publish("again", AsBytes("1")).ok());
+  ASSERT_TRUE(RunUntil([&] { return !p.messages.empty(); }));
+}
+
+TEST_F(UvMqttClientTest, PersistentSessionKeepsSubscriptionsAcrossConnections) {
+  ClientOptions o = Tls("session-1");
+  o.clean_start = false;
+  o.session_expiry = 300;
+  Probe p1;
+  UvMqttClient* c1 = NewClient(o, &p1);
+  ASSERT_TRUE(c1->Start().ok());
+  ASSERT_TRUE(RunUntil([&] { return c1->connected(); }));
+  SubscribeAndWait(c1, &p1, "queued/#", 1);
+  c1->Stop();
+  ASSERT_TRUE(RunUntil([&] { return p1.closed; }));
+
+  edgetrust::testing::TestClient other("pub");
+  ASSERT_EQ(other.Connect(plain_port_, {}), 0);
+  ASSERT_EQ(other.Publish("queued/1", "while-away", 1), 0);
+
+  // Same id, no new SUBSCRIBE: the broker kept the session, so the message arrives.
+  Probe p2;
+  UvMqttClient* c2 = NewClient(o, &p2);
+  ASSERT_TRUE(c2->Start().ok());
+  ASSERT_TRUE(RunUntil([&] { return !p2.messages.empty(); }));
+  EXPECT_EQ(std::string(p2.messages[0].payload.begin(), p2.messages[0].payload.end()),
+            "while-away");
+}
+
+TEST_F(UvMqttClientTest, Mqtt311Works) {
+  Probe p;
+  ClientOptions o = Plain("v311");
+  o.protocol = 4;
+  UvMqttClient* c = NewClient(o, &p);
+  ASSERT_TRUE(c->Start().ok());
+  ASSERT_TRUE(RunUntil([&] { return c->connected(); }));
+  SubscribeAndWait(c, &p, "v3", 0);
+  ASSERT_TRUE(c->Publish("v3", AsBytes("x")).ok());
+  EXPECT_FALSE(c->Publish("v3", AsBytes("x"), 0, false, {{"a", "b"}}).ok());
+  ASSERT_TRUE(RunUntil([&] { return !p.messages.empty(); }));
+  EXPECT_TRUE(p.messages[0].user_properties.empty());
+}
+
+TEST_F(UvMqttClientTest, DestroyingAtAnyMomentIsSafe) {
+  // Mid-connect, mid-handshake, connected, and inside its own callback.
+  for (int i = 0; i < 3; i++) {
+    Probe p;
+    UvMqttClient* c = NewClient(Tls("d" + std::to_string(i)), &p);
+    ASSERT_TRUE(c->Start().ok());
+    if (i == 1) RunUntil([] { return false; }, 1ms);
+    if (i == 2) {
+      ASSERT_TRUE(RunUntil([&] { return c->connected(); }));
+    }
+    clients_.clear();
+    RunUntil([] { return false; }, 20ms);
+  }
+  std::unique_ptr<UvMqttClient> self;
+  bool deleted = false;
+  ClientCallbacks cb;
+  cb.on_connect = [&](int) { self.reset(); deleted = true; };
+  auto r = UvMqttClient::Create(&loop_, Plain("selfdestruct"), cb);
+  ASSERT_TRUE(r.ok());
+  self = std::move(r).value();
+  ASSERT_TRUE(self->Start().ok());
+  ASSERT_TRUE(RunUntil([&] { return deleted; }));
+}
+
+TEST_F(UvMqttClientTest, TwoHundredClientsOnOneLoop) {
+  constexpr int kClients = 200;
+  std::vector<Probe> probes(kClients);
+  std::vector<UvMqttClient*> cs;
+  for (int i = 0; i < kClients; i++) {
+    cs.push_back(NewClient(Tls("many-" + std::to_string(i)), &probes[i]));
+    ASSERT_TRUE(cs.back()->Start().ok());
+  }
+  ASSERT_TRUE(RunUntil([&] {
+    for (auto* c : cs) {
+      if (!c->connected()) return false;
+    }
+    return true;
+  }, 60s));
+  std::vector<int> mids(kClients);
+  for (int i = 0; i < kClients; i++) {
+    auto mid = cs[i]->Subscribe("many/" + std::to_string(i), 1);
+    ASSERT_TRUE(mid.ok());
+    mids[i] = *mid;
+  }
+  ASSERT_TRUE(RunUntil([&] {
+    for (int i = 0; i < kClients; i++) {
+      if (!probes[i].subacks.count(mids[i])) return false;
+    }
+    return true;
+  }, 30s));
+  // Each client sends to its neighbour.
+  for (int i = 0; i < kClients; i++) {
+    ASSERT_TRUE(cs[i]->Publish("many/" + std::to_string((i + 1) % kClients),
+                               AsBytes(std::to_string(i)), 1).ok());
+  }
+  ASSERT_TRUE(RunUntil([&] {
+    for (auto& p : probes) {
+      if (p.messages.empty()) return false;
+    }
+    return true;
+  }, 30s));
+  for (int i = 0; i < kClients; i++) {
+    const auto& m = probes[(i + 1) % kClients].messages[0];
+    EXPECT_EQ(std::string(m.payload.begin(), m.payload.end()), std::to_string(i));
+  }
+  for (auto* c : cs) c->Stop();
+  ASSERT_TRUE(RunUntil([&] {
+    for (auto& p : probes) {
+      if (!p.closed) return false;
+    }
+    return true;
+  }, 30s));
+  for (auto& p : probes) EXPECT_EQ(p.last_disconnect, 0);
+}
+
+}  // namespace
+}  // namespace edgetrust::mqtt
