@@ -1,0 +1,78 @@
+// Enrollment, renewal and device state: what the gateway does with et/{id}/enroll/req,
+// et/{id}/cert/req and et/{id}/state. Pure decisions plus writes into the caller's WriteTxn;
+// no I/O of its own, so the loop decides when to commit and when to publish the answers.
+//
+// Idempotency. A request repeated with the same rid gets the same answer: recent successful
+// answers are kept per device (Remember, after the commit), and across a restart the store
+// itself answers — a device that is `active` and asks again with a CSR for the key of its
+// current operational certificate gets that certificate back instead of a new one. Nothing
+// has to be persisted for this beyond what enrollment writes anyway.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "edgetrust/common/bytes.h"
+#include "edgetrust/common/result.h"
+#include "edgetrust/gateway/event_log.h"
+#include "edgetrust/gateway/site_authority.h"
+#include "edgetrust/protocol/topics.h"
+#include "edgetrust/storage/store.h"
+
+namespace edgetrust::gateway {
+
+struct DeviceRequest {
+  protocol::TopicKind kind = protocol::TopicKind::kEnrollReq;  // kEnrollReq, kCertReq or kState
+  std::string prefix = "et";  // the policy's topic prefix
+  std::string device_id;
+  Bytes payload;
+  std::string stamp;  // et-cert-sha256 the plugin attached (hex), empty when absent
+};
+
+struct Reply {
+  std::string topic;
+  Bytes payload;
+};
+
+struct Outcome {
+  std::optional<Reply> reply;
+  bool wrote = false;   // changed the store inside the transaction (commit needed)
+  bool issued = false;  // a new certificate was issued
+  LogLevel level = LogLevel::kInfo;
+  std::string event;    // e.g. "enroll_ok", "enroll_refused"
+  LogFields fields;
+  std::vector<Bytes> revoked;  // fingerprints revoked by this request
+  // Set on success: Remember() it once the transaction is committed.
+  std::optional<std::string> rid;
+};
+
+class EnrollmentService {
+ public:
+  // The store error that makes the whole transaction unusable; the caller aborts and
+  // retries each request alone.
+  Result<Outcome> Handle(storage::WriteTxn& txn, const SiteAuthority& authority,
+                         const DeviceRequest& request, int64_t now);
+
+  // Records a committed successful answer for (device, rid).
+  void Remember(const DeviceRequest& request, const std::string& rid, const Reply& reply);
+  size_t remembered() const { return answers_.size(); }
+
+ private:
+  struct Answer {
+    protocol::TopicKind kind;
+    std::string rid;
+    Reply reply;
+  };
+  Result<Outcome> Enroll(storage::WriteTxn& txn, const SiteAuthority& authority,
+                         const DeviceRequest& request, int64_t now);
+  Result<Outcome> Renew(storage::WriteTxn& txn, const SiteAuthority& authority,
+                        const DeviceRequest& request, int64_t now);
+  Result<Outcome> State(storage::WriteTxn& txn, const DeviceRequest& request);
+
+  std::unordered_map<std::string, Answer> answers_;  // by device id: its latest answer
+};
+
+}  // namespace edgetrust::gateway

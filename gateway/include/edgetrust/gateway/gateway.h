@@ -1,0 +1,84 @@
+// The gateway daemon: one libuv loop owns everything (the broker connection, the store writer,
+// the policy, the request queue). Requests that arrive together are handled in one write
+// transaction — one fsync for a burst of enrollments — and answered only after it commits,
+// so an answer never names a certificate the store does not hold.
+//
+// Connection state machine (UvMqttClient does the reconnecting): connecting → connected
+// (subscribe et/+/enroll/req, et/+/cert/req, et/+/state at QoS 1, persistent session so
+// requests queued while we were away are delivered) → disconnected → back-off → connecting …;
+// SIGTERM: stop taking requests, finish the queue, disconnect, close every handle, exit 0.
+//
+// Fault injection for tests (environment, never set in production):
+//   ET_GATEWAY_FAULT=before_commit[:enroll|:renew]  SIGKILL itself after issuing a certificate,
+//                                                   before the transaction commits
+//   ET_GATEWAY_FAULT=after_commit[:enroll|:renew]   … after the commit, before the answer
+#pragma once
+
+#include <uv.h>
+
+#include <deque>
+#include <memory>
+#include <string>
+
+#include "edgetrust/common/result.h"
+#include "edgetrust/gateway/enrollment_service.h"
+#include "edgetrust/gateway/event_log.h"
+#include "edgetrust/gateway/options.h"
+#include "edgetrust/gateway/rate_limiter.h"
+#include "edgetrust/gateway/site_authority.h"
+#include "edgetrust/mqtt/uv_mqtt_client.h"
+#include "edgetrust/storage/store.h"
+
+namespace edgetrust::gateway {
+
+class Gateway {
+ public:
+  // Loads the policy and the site CA, opens the store. Does not touch the network.
+  static Result<std::unique_ptr<Gateway>> Create(uv_loop_t* loop, GatewayOptions options);
+  ~Gateway();
+  Gateway(const Gateway&) = delete;
+  Gateway& operator=(const Gateway&) = delete;
+
+  // Installs the signal handlers and connects to the broker.
+  Status Start();
+  // SIGTERM does this: finish queued work, disconnect, close every handle; uv_run returns.
+  void Shutdown();
+  // SIGHUP does this: a policy that does not load is refused and the running one kept.
+  void Reload();
+
+ private:
+  Gateway(uv_loop_t* loop, GatewayOptions options, storage::Store store,
+          std::shared_ptr<const SiteAuthority> authority);
+  void OnConnect(int reason);
+  void OnMessage(const mqtt::Message& message);
+  void ScheduleDrain();
+  void Drain();
+  void HandleBatch(std::deque<DeviceRequest>& batch);
+  void Publish(const Reply& reply);
+  void MaybeFault(std::string_view point, bool enroll, bool renew);
+  void CloseHandles();
+
+  uv_loop_t* loop_;
+  GatewayOptions options_;
+  EventLog log_;
+  storage::Store store_;
+  std::shared_ptr<const SiteAuthority> authority_;
+  EnrollmentService service_;
+  RateLimiter limiter_;
+  std::unique_ptr<mqtt::UvMqttClient> client_;
+  std::deque<DeviceRequest> queue_;
+  std::string fault_;
+
+  uv_signal_t sigterm_{};
+  uv_signal_t sigint_{};
+  uv_signal_t sighup_{};
+  uv_timer_t drain_timer_{};
+  uv_timer_t housekeeping_{};
+  int subacks_ = 0;  // "gateway_ready" once all three subscriptions are granted
+  bool drain_scheduled_ = false;
+  bool stopping_ = false;
+  bool handles_open_ = false;
+  int open_handles_ = 0;
+};
+
+}  // namespace edgetrust::gateway

@@ -1,0 +1,36 @@
+// The command line of edgetrust-gateway, parsed into an immutable configuration.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "edgetrust/common/result.h"
+
+namespace edgetrust::gateway {
+
+enum class LogLevel { kDebug, kInfo, kWarn, kError };
+
+struct GatewayOptions {
+  std::string policy_file;
+  std::string store_dir;
+  std::string broker_host;
+  int broker_port = 8883;
+  std::string ca_file;    // verifies the broker
+  std::string cert_file;  // the gateway principal (CN = its MQTT client id)
+  std::string key_file;
+  std::string site_ca_file;      // empty: the policy's trust.site_ca
+  std::string site_ca_key_file;  // empty: site-ca.key beside the policy file
+  LogLevel log_level = LogLevel::kInfo;
+  // Enrollment/renewal requests per device: a bucket of `rate_burst` refilled over
+  // `rate_window_seconds`.
+  int rate_burst = 5;
+  int rate_window_seconds = 10;
+  uint32_t session_expiry_seconds = 7 * 24 * 3600;
+};
+
+// argv without the program name. kInvalidArgument with a message for the user.
+Result<GatewayOptions> ParseGatewayOptions(const std::vector<std::string>& args);
+
+std::string GatewayUsage();
+
+}  // namespace edgetrust::gateway

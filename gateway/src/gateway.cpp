@@ -1,0 +1,330 @@
+#include "edgetrust/gateway/gateway.h"
+
+#include <signal.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "edgetrust/pki/certificate.h"
+#include "edgetrust/protocol/messages.h"
+#include "edgetrust/protocol/topics.h"
+
+namespace edgetrust::gateway {
+namespace {
+
+using protocol::TopicKind;
+
+constexpr size_t kBatchSize = 128;          // requests per write transaction
+constexpr size_t kMaxQueued = 20000;        // beyond this, requests are dropped (devices retry)
+constexpr uint64_t kHousekeepingMs = 30000;
+constexpr std::string_view kStampProperty = "et-cert-sha256";
+
+bool IsRequest(TopicKind k) { return k == TopicKind::kEnrollReq || k == TopicKind::kCertReq; }
+
+}  // namespace
+
+Result<std::unique_ptr<Gateway>> Gateway::Create(uv_loop_t* loop, GatewayOptions options) {
+  ET_ASSIGN_OR_RETURN(auto authority,
+                      LoadSiteAuthority({options.policy_file, options.site_ca_file,
+                                         options.site_ca_key_file}));
+  storage::StoreOptions so;
+  so.path = options.store_dir;
+  auto store = storage::Store::Open(so);
+  if (!store.ok()) {
+    return MakeError(store.error().code,
+                     "store " + options.store_dir + ": " + store.error().message);
+  }
+  return std::unique_ptr<Gateway>(
+      new Gateway(loop, std::move(options), std::move(store).value(), std::move(authority)));
+}
+
+Gateway::Gateway(uv_loop_t* loop, GatewayOptions options, storage::Store store,
+                 std::shared_ptr<const SiteAuthority> authority)
+    : loop_(loop),
+      options_(std::move(options)),
+      log_(options_.log_level),
+      store_(std::move(store)),
+      authority_(std::move(authority)),
+      limiter_(options_.rate_burst, options_.rate_window_seconds) {
+  if (const char* f = std::getenv("ET_GATEWAY_FAULT")) fault_ = f;
+}
+
+Gateway::~Gateway() = default;
+
+Status Gateway::Start() {
+  auto me = pki::LoadCertificateFile(options_.cert_file);
+  if (!me.ok()) return MakeError(me.error().code, options_.cert_file + ": " + me.error().message);
+
+  uv_signal_init(loop_, &sigterm_);
+  uv_signal_init(loop_, &sigint_);
+  uv_signal_init(loop_, &sighup_);
+  uv_timer_init(loop_, &drain_timer_);
+  uv_timer_init(loop_, &housekeeping_);
+  handles_open_ = true;
+  for (uv_signal_t* s : {&sigterm_, &sigint_, &sighup_}) s->data = this;
+  drain_timer_.data = this;
+  housekeeping_.data = this;
+  uv_signal_start(&sigterm_, [](uv_signal_t* s, int) { static_cast<Gateway*>(s->data)->Shutdown(); },
+                  SIGTERM);
+  uv_signal_start(&sigint_, [](uv_signal_t* s, int) { static_cast<Gateway*>(s->data)->Shutdown(); },
+                  SIGINT);
+  uv_signal_start(&sighup_, [](uv_signal_t* s, int) { static_cast<Gateway*>(s->data)->Reload(); },
+                  SIGHUP);
+  uv_timer_start(&housekeeping_, [](uv_timer_t* t) {
+    auto* self = static_cast<Gateway*>(t->data);
+    self->limiter_.Prune(uv_now(self->loop_));
+  }, kHousekeepingMs, kHousekeepingMs);
+
+  mqtt::ClientOptions o;
+  o.host = options_.broker_host;
+  o.port = options_.broker_port;
+  o.client_id = me->subject.cn;
+  o.ca = options_.ca_file;
+  o.cert = options_.cert_file;
+  o.key = options_.key_file;
+  o.protocol = 5;
+  o.keepalive = 30;
+  o.clean_start = false;  // the broker keeps our subscriptions and queues requests while we are away
+  o.session_expiry = options_.session_expiry_seconds;
+  mqtt::ClientCallbacks cb;
+  cb.on_connect = [this](int reason) { OnConnect(reason); };
+  cb.on_disconnect = [this](int reason) {
+    if (!stopping_) log_.Warn("broker_disconnected", {{"reason", std::to_string(reason)}});
+  };
+  cb.on_message = [this](const mqtt::Message& m) { OnMessage(m); };
+  cb.on_subscribe = [this](int, const std::vector<int>& granted) {
+    if (granted.empty() || granted[0] >= 0x80) {
+      log_.Error("subscribe_refused", {{"reason", granted.empty() ? "none" : std::to_string(granted[0])}});
+      return;
+    }
+    if (++subacks_ == 3) log_.Info("gateway_ready");
+  };
+  cb.on_closed = [this] { CloseHandles(); };
+  auto client = mqtt::UvMqttClient::Create(loop_, o, std::move(cb));
+  if (!client.ok()) return client.error();
+  client_ = std::move(client).value();
+  log_.Info("gateway_starting",
+            {{"site", authority_->policy.site},
+             {"broker", options_.broker_host + ":" + std::to_string(options_.broker_port)},
+             {"client_id", o.client_id},
+             {"store", options_.store_dir},
+             {"policy", options_.policy_file},
+             {"manufacturers", std::to_string(authority_->manufacturers.size())},
+             {"groups", std::to_string(authority_->policy.groups.size())}});
+  return client_->Start();
+}
+
+void Gateway::OnConnect(int reason) {
+  if (reason != 0) {
+    log_.Error("broker_refused", {{"reason", std::to_string(reason)}});
+    return;
+  }
+  const std::string& p = authority_->policy.topic_prefix;
+  subacks_ = 0;
+  for (const char* suffix : {"/+/enroll/req", "/+/cert/req", "/+/state"}) {
+    auto mid = client_->Subscribe(p + suffix, 1);
+    if (!mid.ok()) log_.Error("subscribe_failed", {{"error", mid.error().ToString()}});
+  }
+  log_.Info("broker_connected", {{"prefix", p}});
+}
+
+void Gateway::OnMessage(const mqtt::Message& m) {
+  if (stopping_) return;
+  const std::string& prefix = authority_->policy.topic_prefix;
+  auto topic = protocol::ParseDeviceTopic(prefix, m.topic);
+  if (!topic || (!IsRequest(topic->kind) && topic->kind != TopicKind::kState)) {
+    log_.Debug("message_ignored", {{"topic", m.topic}});
+    return;
+  }
+  DeviceRequest r;
+  r.kind = topic->kind;
+  r.prefix = prefix;
+  r.device_id = std::string(topic->device_id);
+  r.payload = m.payload;
+  if (auto stamp = mqtt::FindUserProperty(m.user_properties, kStampProperty)) {
+    r.stamp = std::string(*stamp);
+  }
+  if (IsRequest(r.kind)) {
+    if (!limiter_.Allow(r.device_id, uv_now(loop_))) {
+      std::string rid = protocol::PeekRequestId(r.payload);
+      log_.Warn(r.kind == TopicKind::kEnrollReq ? "enroll_refused" : "renew_refused",
+                {{"device", r.device_id}, {"rid", rid}, {"err", std::string(protocol::kErrRateLimited)}});
+      Publish({protocol::BuildTopic(prefix, r.device_id,
+                                    r.kind == TopicKind::kEnrollReq ? TopicKind::kEnrollRes
+                                                                    : TopicKind::kCertRes),
+               protocol::EncodeErrorResponse(rid, protocol::kErrRateLimited,
+                                             "too many requests; retry later")});
+      return;
+    }
+  }
+  if (queue_.size() >= kMaxQueued) {
+    log_.Warn("request_dropped", {{"device", r.device_id}, {"msg", "queue full"}});
+    return;
+  }
+  queue_.push_back(std::move(r));
+  ScheduleDrain();
+}
+
+void Gateway::ScheduleDrain() {
+  if (drain_scheduled_ || !handles_open_) return;
+  drain_scheduled_ = true;
+  // Zero timeout: runs after this loop turn has read everything that is ready, so a burst of
+  // requests lands in one transaction.
+  uv_timer_start(&drain_timer_, [](uv_timer_t* t) { static_cast<Gateway*>(t->data)->Drain(); }, 0,
+                 0);
+}
+
+void Gateway::Drain() {
+  drain_scheduled_ = false;
+  std::deque<DeviceRequest> batch;
+  while (!queue_.empty() && batch.size() < kBatchSize) {
+    batch.push_back(std::move(queue_.front()));
+    queue_.pop_front();
+  }
+  if (!batch.empty()) HandleBatch(batch);
+  if (!queue_.empty()) ScheduleDrain();
+}
+
+void Gateway::MaybeFault(std::string_view point, bool enroll, bool renew) {
+  if (fault_.empty() || fault_.substr(0, fault_.find(':')) != point) return;
+  size_t colon = fault_.find(':');
+  std::string which = colon == std::string::npos ? "" : fault_.substr(colon + 1);
+  bool hit = which.empty() ? (enroll || renew) : which == "enroll" ? enroll : which == "renew" && renew;
+  if (!hit) return;
+  log_.Warn("fault_injected", {{"point", std::string(point)}});
+  raise(SIGKILL);
+}
+
+void Gateway::HandleBatch(std::deque<DeviceRequest>& batch) {
+  std::shared_ptr<const SiteAuthority> authority = authority_;  // one policy for the whole batch
+  const int64_t now = UnixNow();
+  auto fail_all = [&](const std::string& why) {
+    for (const auto& r : batch) {
+      log_.Error("request_failed", {{"device", r.device_id}, {"error", why}});
+      if (!IsRequest(r.kind)) continue;
+      Publish({protocol::BuildTopic(r.prefix, r.device_id,
+                                    r.kind == TopicKind::kEnrollReq ? TopicKind::kEnrollRes
+                                                                    : TopicKind::kCertRes),
+               protocol::EncodeErrorResponse(protocol::PeekRequestId(r.payload),
+                                             protocol::kErrInternal, "store unavailable")});
+    }
+  };
+  auto txn = store_.BeginWrite();
+  if (!txn.ok()) {
+    fail_all(txn.error().ToString());
+    return;
+  }
+  std::vector<Outcome> outcomes;
+  outcomes.reserve(batch.size());
+  for (const auto& r : batch) {
+    auto o = service_.Handle(*txn, *authority, r, now);
+    if (!o.ok()) {
+      txn->Abort();
+      if (batch.size() == 1) {
+        fail_all(o.error().ToString());
+        return;
+      }
+      // One request broke the transaction; give every request its own so the others succeed.
+      for (auto& single : batch) {
+        std::deque<DeviceRequest> one;
+        one.push_back(std::move(single));
+        HandleBatch(one);
+      }
+      return;
+    }
+    outcomes.push_back(std::move(o).value());
+  }
+  bool wrote = std::any_of(outcomes.begin(), outcomes.end(), [](const Outcome& o) { return o.wrote; });
+  bool enrolls = false, renews = false;
+  for (size_t i = 0; i < outcomes.size(); i++) {
+    if (!outcomes[i].issued) continue;
+    (batch[i].kind == TopicKind::kEnrollReq ? enrolls : renews) = true;
+  }
+  if (wrote) {
+    MaybeFault("before_commit", enrolls, renews);
+    auto st = txn->Commit();
+    if (!st.ok()) {
+      fail_all("commit: " + st.error().ToString());
+      return;
+    }
+    MaybeFault("after_commit", enrolls, renews);
+  } else {
+    txn->Abort();
+  }
+  std::vector<Bytes> revoked;
+  for (size_t i = 0; i < outcomes.size(); i++) {
+    Outcome& o = outcomes[i];
+    if (!o.event.empty()) log_.Write(o.level, o.event, o.fields);
+    if (o.reply) {
+      if (o.rid) service_.Remember(batch[i], *o.rid, *o.reply);
+      Publish(*o.reply);
+    }
+    revoked.insert(revoked.end(), o.revoked.begin(), o.revoked.end());
+  }
+  if (!revoked.empty() && client_ && client_->connected()) {
+    // The plugin would notice on its next store tick; tell it now so revoked certificates'
+    // sessions end at once.
+    std::string body = "{\"commands\":[";
+    for (size_t i = 0; i < revoked.size(); i++) {
+      if (i) body += ',';
+      body += "{\"command\":\"kickFingerprint\",\"fingerprint\":\"" + HexEncode(revoked[i]) + "\"}";
+    }
+    body += "]}";
+    auto mid = client_->Publish(protocol::kControlTopic, AsBytes(body), 1);
+    if (!mid.ok()) log_.Warn("kick_failed", {{"error", mid.error().ToString()}});
+  }
+}
+
+void Gateway::Publish(const Reply& reply) {
+  if (!client_ || !client_->connected()) {
+    log_.Warn("answer_not_sent", {{"topic", reply.topic}, {"msg", "broker not connected"}});
+    return;
+  }
+  auto mid = client_->Publish(reply.topic, reply.payload, 1);
+  if (!mid.ok()) log_.Warn("answer_not_sent", {{"topic", reply.topic}, {"error", mid.error().ToString()}});
+}
+
+void Gateway::Reload() {
+  auto fresh = LoadSiteAuthority({options_.policy_file, options_.site_ca_file,
+                                  options_.site_ca_key_file});
+  if (!fresh.ok()) {
+    log_.Error("policy_reload_refused", {{"error", fresh.error().ToString()},
+                                         {"msg", "keeping the running policy"}});
+    return;
+  }
+  if ((*fresh)->policy.topic_prefix != authority_->policy.topic_prefix) {
+    log_.Warn("policy_reload_refused", {{"msg", "topic_prefix changes need a restart"}});
+    return;
+  }
+  authority_ = std::move(fresh).value();
+  log_.Info("policy_reloaded", {{"groups", std::to_string(authority_->policy.groups.size())},
+                                {"manufacturers", std::to_string(authority_->manufacturers.size())}});
+}
+
+void Gateway::Shutdown() {
+  if (stopping_) return;
+  log_.Info("gateway_stopping", {{"queued", std::to_string(queue_.size())}});
+  // Finish what was accepted: answers go out before the DISCONNECT that Stop queues.
+  while (!queue_.empty()) Drain();
+  stopping_ = true;
+  if (client_) {
+    client_->Stop();
+  } else {
+    CloseHandles();
+  }
+}
+
+void Gateway::CloseHandles() {
+  if (!handles_open_) return;
+  handles_open_ = false;
+  for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&sigterm_),
+                         reinterpret_cast<uv_handle_t*>(&sigint_),
+                         reinterpret_cast<uv_handle_t*>(&sighup_),
+                         reinterpret_cast<uv_handle_t*>(&drain_timer_),
+                         reinterpret_cast<uv_handle_t*>(&housekeeping_)}) {
+    uv_close(h, nullptr);
+  }
+  log_.Info("gateway_stopped");
+}
+
+}  // namespace edgetrust::gateway

@@ -1,0 +1,53 @@
+// edgetrust-gateway: see GatewayUsage() and gateway.h.
+#include <signal.h>
+#include <uv.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "edgetrust/gateway/gateway.h"
+#include "edgetrust/gateway/options.h"
+
+int main(int argc, char** argv) {
+  using namespace edgetrust::gateway;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  for (const auto& a : args) {
+    if (a == "--help" || a == "-h") {
+      std::fputs(GatewayUsage().c_str(), stdout);
+      return 0;
+    }
+  }
+  auto options = ParseGatewayOptions(args);
+  if (!options.ok()) {
+    std::fprintf(stderr, "edgetrust-gateway: %s\n\n%s", options.error().message.c_str(),
+                 GatewayUsage().c_str());
+    return 2;
+  }
+  signal(SIGPIPE, SIG_IGN);  // a broker that goes away must not kill us mid-write
+
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  int exit_code = 0;
+  {
+    auto gateway = Gateway::Create(&loop, std::move(options).value());
+    if (!gateway.ok()) {
+      std::fprintf(stderr, "edgetrust-gateway: %s\n", gateway.error().ToString().c_str());
+      uv_loop_close(&loop);
+      return 1;
+    }
+    auto started = (*gateway)->Start();
+    if (!started.ok()) {
+      std::fprintf(stderr, "edgetrust-gateway: %s\n", started.error().ToString().c_str());
+      (*gateway)->Shutdown();
+      exit_code = 1;
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);  // close callbacks of anything the destructors closed
+  if (uv_loop_close(&loop) != 0) {
+    std::fprintf(stderr, "edgetrust-gateway: a libuv handle was left open at exit\n");
+    return 1;
+  }
+  return exit_code;
+}
