@@ -1,0 +1,29 @@
+// Azure IoT Hub shared-access-signature tokens, computed as the Azure IoT SDKs do, so a hub (or
+// DPS enrollment group) accepts them unchanged.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "edgetrust/common/result.h"
+
+namespace edgetrust::forwarding {
+
+// RFC 3986 percent-encoding: everything but ALPHA / DIGIT / "-" / "." / "_" / "~" becomes %XX
+// with uppercase hex (what the SDKs and urllib.parse.quote(s, safe='') produce).
+std::string UrlEncode(std::string_view text);
+// Inverse of UrlEncode ('+' is kept as is). kInvalidArgument on a malformed escape.
+Result<std::string> UrlDecode(std::string_view text);
+
+// DPS enrollment-group key derivation: base64(HMAC-SHA256(base64decode(group_key), registration_id)).
+// kInvalidArgument when the group key is not base64 or the id is empty.
+Result<std::string> DeriveDeviceKey(std::string_view group_key_base64,
+                                    std::string_view registration_id);
+
+// "SharedAccessSignature sr=<enc(uri)>&sig=<enc(base64(HMAC-SHA256(key, enc(uri) + "\n" +
+// expiry)))>&se=<expiry>", enc = UrlEncode. resource_uri is e.g. "myhub.azure-devices.net/devices/d1".
+Result<std::string> MakeSasToken(std::string_view resource_uri, std::string_view key_base64,
+                                 int64_t expiry_unix);
+
+}  // namespace edgetrust::forwarding

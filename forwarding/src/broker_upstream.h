@@ -1,0 +1,71 @@
+// A pool of gateway-identity MQTT connections to one broker: the `mqtt` upstream kind, and the
+// base of `aws-iot` (same connections plus AWS IoT Core's limits). A device always uses the same
+// connection of the pool, so its messages stay in order.
+#pragma once
+
+#include <uv.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "edgetrust/forwarding/upstream.h"
+#include "topic_template.h"
+#include "tracked_client.h"
+
+namespace edgetrust::forwarding::internal {
+
+struct BrokerLimits {
+  std::string kind = "mqtt";       // for log lines
+  int max_qos = 2;                 // higher requests are downgraded (warned once, counted)
+  size_t max_payload_bytes = 0;    // 0 = no limit
+  int max_topic_slashes = -1;      // -1 = no limit
+  size_t max_topic_bytes = 0;      // 0 = no limit
+  double publishes_per_second = 0; // per connection; 0 = no limit
+};
+
+class BrokerUpstream : public UpstreamConnection {
+ public:
+  static Result<std::unique_ptr<BrokerUpstream>> Create(const policies::Upstream& config,
+                                                        std::string_view site, uv_loop_t* loop,
+                                                        UpstreamEvents events,
+                                                        UpstreamCounters* counters,
+                                                        const UpstreamTuning& tuning,
+                                                        BrokerLimits limits);
+  ~BrokerUpstream() override;
+
+  Status Start() override;
+  void Stop() override;
+  bool closed() const override;
+  Result<Sent> Send(const storage::OutboxMessage& message, const DeviceContext& device) override;
+  bool ready() const override;
+  const std::string& name() const override { return name_; }
+
+ private:
+  struct Connection {
+    std::unique_ptr<TrackedClient> client;
+    double tokens = 0;
+    uint64_t refilled_at_ms = 0;
+  };
+  BrokerUpstream() = default;
+  bool TakeToken(Connection& c);
+  void OnMessage(const mqtt::Message& m);
+
+  std::string name_;
+  std::string site_;
+  std::string topic_template_;
+  int qos_ = 1;
+  BrokerLimits limits_;
+  uv_loop_t* loop_ = nullptr;
+  UpstreamEvents events_;
+  UpstreamCounters* counters_ = nullptr;
+  std::optional<DownTopicMatcher> down_;
+  std::vector<Connection> connections_;
+  bool warned_qos_ = false;
+};
+
+// Reads a password file: its first line, without the line break.
+Result<std::string> ReadSecretFile(const std::string& path);
+
+}  // namespace edgetrust::forwarding::internal

@@ -1,0 +1,552 @@
+#include "edgetrust/forwarding/forwarder.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <set>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "uv_timer.h"
+
+namespace edgetrust::forwarding {
+namespace {
+
+// What makes a connection different; a change means reconnecting with the new settings.
+bool SameConnection(const policies::Upstream& a, const policies::Upstream& b) {
+  return a.kind == b.kind && a.endpoint == b.endpoint && a.url == b.url &&
+         a.hostname == b.hostname && a.host == b.host && a.port == b.port && a.tls == b.tls &&
+         a.client_id == b.client_id && a.ca == b.ca && a.cert == b.cert && a.key == b.key &&
+         a.username == b.username && a.password_file == b.password_file && a.topic == b.topic &&
+         a.down_topic == b.down_topic && a.qos == b.qos && a.connections == b.connections &&
+         a.identity == b.identity && a.group_key_file == b.group_key_file &&
+         a.device_key_dir == b.device_key_dir && a.protocol == b.protocol;
+}
+
+struct PendingMessage {
+  storage::OutboxMessage message;
+  bool in_flight = false;
+};
+
+struct UpstreamState {
+  std::string name;
+  policies::Upstream config;
+  std::unique_ptr<UpstreamConnection> connection;
+  bool routed = false;
+  std::map<uint64_t, PendingMessage> pending;  // read from the outbox, not yet removed
+  uint64_t read_after = 0;                     // highest seq read into `pending`
+  bool maybe_more = true;                      // the outbox may hold seqs > read_after
+  size_t in_flight = 0;
+};
+
+struct Submission {
+  std::string device_id;
+  std::string group;
+  std::string channel;
+  Bytes payload;
+  int qos = 1;
+  SubmitDone done;
+};
+
+}  // namespace
+
+struct Forwarder::Impl {
+  uv_loop_t* loop;
+  storage::Store* store;
+  std::shared_ptr<const policies::Policy> policy;
+  ForwarderOptions options;
+  std::function<void(Downlink)> downlink_handler;
+  std::map<std::string, UpstreamCounters> counters;
+  uint64_t unrouted = 0;
+  bool stopping = false;
+
+  std::map<std::string, std::unique_ptr<UpstreamState>> upstreams;
+  std::vector<std::unique_ptr<UpstreamConnection>> retired;  // stopping; freed once closed
+  std::vector<Submission> batch;
+  std::vector<std::pair<std::string, uint64_t>> removals;  // acknowledged, not yet committed
+  std::unordered_map<std::string, DeviceContext> devices;
+  std::unordered_set<std::string> devices_looked_up;
+
+  internal::UvTimer batch_timer;
+  internal::UvTimer retry_timer;
+  internal::UvTimer housekeeping_timer;
+
+  Impl(uv_loop_t* l, storage::Store* s, std::shared_ptr<const policies::Policy> p,
+       ForwarderOptions o)
+      : loop(l),
+        store(s),
+        policy(std::move(p)),
+        options(std::move(o)),
+        batch_timer(l, [this] { Flush(); }),
+        retry_timer(l, [this] { PumpAll(); }),
+        housekeeping_timer(l, [this] { Housekeeping(); }) {}
+
+  // ---- upstream life cycle ----
+
+  Status StartUpstream(const policies::Upstream& config, bool routed) {
+    auto state = std::make_unique<UpstreamState>();
+    state->name = config.name;
+    state->config = config;
+    state->routed = routed;
+    ET_RETURN_IF_ERROR(Connect(*state));
+    upstreams[config.name] = std::move(state);
+    return OkStatus();
+  }
+
+  Status Connect(UpstreamState& u) {
+    const std::string name = u.name;
+    UpstreamEvents events;
+    events.on_ack = [this, name](uint64_t seq, bool accepted) { OnAck(name, seq, accepted); };
+    events.on_lost = [this, name](const std::vector<uint64_t>& seqs) { OnLost(name, seqs); };
+    events.on_ready = [this, name]() {
+      if (auto it = upstreams.find(name); it != upstreams.end()) Pump(*it->second);
+    };
+    events.on_downlink = [this](Downlink d) {
+      if (downlink_handler) downlink_handler(std::move(d));
+    };
+    ET_ASSIGN_OR_RETURN(u.connection, MakeUpstream(u.config, policy->site, loop, std::move(events),
+                                                   &counters[name], options.tuning));
+    return u.connection->Start();
+  }
+
+  void Retire(UpstreamState& u) {
+    if (!u.connection) return;
+    auto conn = std::move(u.connection);
+    conn->Stop();  // reports its in-flight messages lost (they stay in the outbox)
+    retired.push_back(std::move(conn));
+  }
+
+  Status Apply(std::shared_ptr<const policies::Policy> next) {
+    std::set<std::string> routes;
+    for (const auto& g : next->groups) {
+      if (g.route.empty()) continue;
+      if (next->FindUpstream(g.route) == nullptr) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "group '" + g.name + "' routes to unknown upstream '" + g.route + "'");
+      }
+      routes.insert(g.route);
+    }
+    const bool site_changed = policy && policy->site != next->site;
+    policy = std::move(next);
+    for (auto& [name, u] : upstreams) {
+      u->routed = routes.count(name) > 0;
+      const policies::Upstream* config = policy->FindUpstream(name);
+      // Gone from the policy: keep the old settings until its queue is drained.
+      if (config == nullptr) continue;
+      if (!SameConnection(*config, u->config) || site_changed) {
+        Retire(*u);
+        u->config = *config;
+        if (auto st = Connect(*u); !st.ok()) {
+          std::fprintf(stderr, "forwarding: upstream '%s': %s\n", name.c_str(),
+                       st.error().ToString().c_str());
+        }
+      }
+    }
+    for (const auto& name : routes) {
+      if (upstreams.count(name)) continue;
+      if (auto st = StartUpstream(*policy->FindUpstream(name), true); !st.ok()) {
+        std::fprintf(stderr, "forwarding: upstream '%s': %s\n", name.c_str(),
+                     st.error().ToString().c_str());
+      }
+    }
+    PumpAll();
+    return OkStatus();
+  }
+
+  // Upstreams that are not routed any more but still hold messages must drain first.
+  Status StartQueuedUpstreams() {
+    ET_ASSIGN_OR_RETURN(auto txn, store->BeginRead());
+    ET_ASSIGN_OR_RETURN(auto names, storage::OutboxUpstreams(txn));
+    for (const auto& name : names) {
+      if (upstreams.count(name)) continue;
+      ET_ASSIGN_OR_RETURN(storage::OutboxUsage usage, storage::OutboxStats(txn, name));
+      if (usage.count == 0) continue;
+      const policies::Upstream* config = policy->FindUpstream(name);
+      if (config == nullptr) {
+        std::fprintf(stderr,
+                     "forwarding: %llu message(s) queued for upstream '%s', which the policy no "
+                     "longer defines: kept in the store, not sent\n",
+                     static_cast<unsigned long long>(usage.count), name.c_str());
+        continue;
+      }
+      if (auto st = StartUpstream(*config, false); !st.ok()) {
+        std::fprintf(stderr, "forwarding: upstream '%s': %s\n", name.c_str(),
+                     st.error().ToString().c_str());
+      }
+    }
+    return OkStatus();
+  }
+
+  // ---- submissions and the write batch ----
+
+  void Submit(Submission s) {
+    if (stopping) {
+      auto done = std::move(s.done);
+      if (done) done(MakeError(ErrorCode::kUnavailable, "forwarder is stopping"));
+      return;
+    }
+    batch.push_back(std::move(s));
+    ScheduleFlush();
+  }
+
+  void ScheduleFlush() {
+    if (batch.size() >= options.batch_max) {
+      batch_timer.Start(0);
+    } else if (!batch_timer.active()) {
+      batch_timer.Start(static_cast<uint64_t>(options.batch_delay.count()));
+    }
+  }
+
+  // Group, model and manufacturer for topic templates: the device record, else what Submit said.
+  // Inside a write transaction pass it: LMDB allows one transaction per thread.
+  const DeviceContext& Context(const std::string& device_id, const storage::Txn* within = nullptr) {
+    DeviceContext& ctx = devices[device_id];
+    if (devices_looked_up.insert(device_id).second) {
+      auto fill = [&](const storage::Txn& txn) {
+        if (auto rec = storage::FindDevice(txn, device_id); rec.ok() && rec->has_value()) {
+          ctx.model = (*rec)->model;
+          ctx.manufacturer = (*rec)->manufacturer;
+          if (ctx.group.empty()) ctx.group = (*rec)->group;
+        }
+      };
+      if (within != nullptr) {
+        fill(*within);
+      } else if (auto txn = store->BeginRead(); txn.ok()) {
+        fill(*txn);
+      }
+    }
+    return ctx;
+  }
+
+  void Flush() {
+    batch_timer.Stop();
+    if (batch.empty() && removals.empty()) return;
+    std::vector<Submission> work = std::move(batch);
+    batch.clear();
+    std::vector<std::pair<std::string, uint64_t>> removing = std::move(removals);
+    removals.clear();
+
+    std::vector<Status> results(work.size());
+    std::map<std::string, UpstreamCounters> delta;
+    std::set<std::string> appended, resync;
+    uint64_t unrouted_delta = 0;
+    Status failure = [&]() -> Status {
+      ET_ASSIGN_OR_RETURN(storage::WriteTxn txn, store->BeginWrite());
+      for (const auto& [name, seq] : removing) {
+        ET_RETURN_IF_ERROR(storage::OutboxRemove(txn, name, seq));
+      }
+      const uint64_t max_bytes = policy->queue.max_bytes;
+      for (size_t i = 0; i < work.size(); ++i) {
+        Submission& s = work[i];
+        std::string group = s.group;
+        if (group.empty()) group = Context(s.device_id, &txn).group;
+        const policies::Group* g = policy->FindGroup(group);
+        if (g == nullptr || g->route.empty()) {
+          ++unrouted_delta;
+          continue;
+        }
+        const std::string& route = g->route;
+        const uint64_t size = s.payload.size();
+        if (policy->queue.on_full == policies::QueueFullAction::kRefuse || size > max_bytes) {
+          ET_ASSIGN_OR_RETURN(storage::OutboxUsage usage, storage::OutboxStats(txn, route));
+          if (usage.bytes + size > max_bytes) {
+            delta[route].refused++;
+            results[i] = MakeError(ErrorCode::kResourceExhausted,
+                                   "queue of upstream '" + route + "' is full");
+            continue;
+          }
+        } else {
+          ET_ASSIGN_OR_RETURN(storage::OutboxUsage dropped,
+                              storage::OutboxDropOldest(txn, route, max_bytes, size));
+          if (dropped.count > 0) {
+            delta[route].dropped += dropped.count;
+            resync.insert(route);
+          }
+        }
+        storage::OutboxMessage m;
+        m.device_id = s.device_id;
+        m.channel = s.channel;
+        m.payload = std::move(s.payload);
+        m.qos = static_cast<uint8_t>(std::clamp(s.qos, 0, 2));
+        m.ts = UnixNow();
+        ET_RETURN_IF_ERROR(storage::OutboxAppend(txn, route, m));
+        delta[route].queued++;
+        appended.insert(route);
+        if (!s.group.empty()) devices[s.device_id].group = s.group;
+      }
+      return txn.Commit();
+    }();
+
+    if (!failure.ok()) {
+      // Nothing of this batch happened; acknowledged removals are retried with the next one.
+      for (auto& r : removing) removals.push_back(std::move(r));
+      for (auto& s : work) {
+        if (s.done) s.done(failure.error());
+      }
+      std::fprintf(stderr, "forwarding: outbox commit failed: %s\n", failure.error().ToString().c_str());
+      if (!removals.empty()) batch_timer.Start(100);
+      return;
+    }
+    unrouted += unrouted_delta;
+    for (const auto& [name, d] : delta) {
+      UpstreamCounters& c = counters[name];
+      c.queued += d.queued;
+      c.dropped += d.dropped;
+      c.refused += d.refused;
+    }
+    for (const auto& name : resync) {
+      if (auto it = upstreams.find(name); it != upstreams.end()) Resync(*it->second);
+    }
+    for (const auto& name : appended) {
+      if (auto it = upstreams.find(name); it != upstreams.end()) {
+        it->second->maybe_more = true;
+      } else if (const auto* config = policy->FindUpstream(name)) {
+        if (auto st = StartUpstream(*config, true); !st.ok()) {
+          std::fprintf(stderr, "forwarding: upstream '%s': %s\n", name.c_str(),
+                       st.error().ToString().c_str());
+        }
+      }
+    }
+    for (size_t i = 0; i < work.size(); ++i) {
+      if (work[i].done) work[i].done(results[i]);
+    }
+    PumpAll();
+  }
+
+  // Dropped messages are gone from the outbox: forget what was read but not sent, read again.
+  void Resync(UpstreamState& u) {
+    std::erase_if(u.pending, [](const auto& kv) { return !kv.second.in_flight; });
+    u.read_after = 0;
+    u.maybe_more = true;
+  }
+
+  // ---- sending ----
+
+  void Refill(UpstreamState& u) {
+    if (!u.maybe_more || u.pending.size() >= options.read_ahead) return;
+    auto txn = store->BeginRead();
+    if (!txn.ok()) return;
+    const size_t want = options.read_ahead - u.pending.size();
+    auto msgs = storage::OutboxRead(*txn, u.name, u.read_after, want);
+    if (!msgs.ok()) {
+      std::fprintf(stderr, "forwarding: cannot read outbox of '%s': %s\n", u.name.c_str(),
+                   msgs.error().ToString().c_str());
+      return;
+    }
+    if (msgs->size() < want) u.maybe_more = false;
+    for (auto& m : *msgs) {
+      u.read_after = std::max(u.read_after, m.seq);
+      if (u.pending.count(m.seq)) continue;
+      const uint64_t seq = m.seq;
+      u.pending.emplace(seq, PendingMessage{std::move(m), false});
+    }
+  }
+
+  void Pump(UpstreamState& u) {
+    if (!u.connection || stopping) return;
+    Refill(u);
+    std::unordered_set<std::string> blocked;  // devices with an unsent earlier message
+    bool retry = false;
+    bool removed = false;
+    for (auto it = u.pending.begin(); it != u.pending.end() && u.in_flight < options.window;) {
+      PendingMessage& p = it->second;
+      if (p.in_flight || blocked.count(p.message.device_id)) {
+        ++it;
+        continue;
+      }
+      auto sent = u.connection->Send(p.message, Context(p.message.device_id));
+      if (sent.ok()) {
+        if (sent->awaits_ack) {
+          p.in_flight = true;
+          ++u.in_flight;
+          ++it;
+        } else {
+          counters[u.name].acked++;
+          removals.emplace_back(u.name, it->first);
+          removed = true;
+          it = u.pending.erase(it);
+        }
+        continue;
+      }
+      switch (sent.error().code) {
+        case ErrorCode::kInvalidArgument:
+          // Can never be sent (counted by the connection as a limit violation): drop it.
+          std::fprintf(stderr, "forwarding: upstream '%s' drops message %llu of %s: %s\n",
+                       u.name.c_str(), static_cast<unsigned long long>(it->first),
+                       p.message.device_id.c_str(), sent.error().message.c_str());
+          removals.emplace_back(u.name, it->first);
+          removed = true;
+          it = u.pending.erase(it);
+          continue;
+        case ErrorCode::kUnavailable:
+          if (!u.connection->ready()) return Finish(u, removed, retry);  // whole upstream down: on_ready resumes
+          break;
+        default:
+          retry = true;
+          break;
+      }
+      blocked.insert(p.message.device_id);
+      ++it;
+    }
+    Finish(u, removed, retry);
+  }
+
+  void Finish(UpstreamState& u, bool removed, bool retry) {
+    if (removed) ScheduleFlush();
+    if (retry && !retry_timer.active()) {
+      retry_timer.Start(static_cast<uint64_t>(options.retry_delay.count()));
+    }
+    // Everything read was sent and acknowledged: read on.
+    if (u.pending.empty() && u.maybe_more && u.connection && u.connection->ready() && !stopping) {
+      Pump(u);
+    }
+  }
+
+  void PumpAll() {
+    for (auto& [name, u] : upstreams) Pump(*u);
+  }
+
+  void OnAck(const std::string& name, uint64_t seq, bool accepted) {
+    auto uit = upstreams.find(name);
+    if (uit == upstreams.end()) return;
+    UpstreamState& u = *uit->second;
+    auto it = u.pending.find(seq);
+    if (it == u.pending.end() || !it->second.in_flight) return;
+    u.pending.erase(it);
+    --u.in_flight;
+    UpstreamCounters& c = counters[name];
+    if (accepted) {
+      c.acked++;
+    } else {
+      c.rejected++;
+    }
+    removals.emplace_back(name, seq);
+    ScheduleFlush();
+    Pump(u);
+  }
+
+  void OnLost(const std::string& name, const std::vector<uint64_t>& seqs) {
+    auto uit = upstreams.find(name);
+    if (uit == upstreams.end()) return;
+    UpstreamState& u = *uit->second;
+    for (uint64_t seq : seqs) {
+      auto it = u.pending.find(seq);
+      if (it == u.pending.end() || !it->second.in_flight) continue;
+      it->second.in_flight = false;
+      --u.in_flight;
+    }
+    // Resending happens on on_ready (or now, for Azure's other devices).
+    if (u.connection && u.connection->ready()) retry_timer.Start(0);
+  }
+
+  void Housekeeping() {
+    std::erase_if(retired, [](const auto& c) { return c->closed(); });
+    if (stopping) return;
+    for (auto it = upstreams.begin(); it != upstreams.end();) {
+      UpstreamState& u = *it->second;
+      if (u.routed || !u.pending.empty()) {
+        ++it;
+        continue;
+      }
+      bool waiting = std::any_of(removals.begin(), removals.end(),
+                                 [&](const auto& r) { return r.first == u.name; });
+      auto txn = store->BeginRead();
+      if (waiting || !txn.ok()) {
+        ++it;
+        continue;
+      }
+      auto usage = storage::OutboxStats(*txn, u.name);
+      if (!usage.ok() || usage->count > 0) {
+        ++it;
+        continue;
+      }
+      Retire(u);
+      it = upstreams.erase(it);
+    }
+  }
+};
+
+Forwarder::Forwarder(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Forwarder::~Forwarder() = default;
+
+Result<std::unique_ptr<Forwarder>> Forwarder::Create(uv_loop_t* loop, storage::Store* store,
+                                                     std::shared_ptr<const policies::Policy> policy,
+                                                     ForwarderOptions options) {
+  if (loop == nullptr || store == nullptr || !policy) {
+    return MakeError(ErrorCode::kInvalidArgument, "forwarder needs a loop, a store and a policy");
+  }
+  if (options.window == 0 || options.batch_max == 0 || options.read_ahead < options.window) {
+    return MakeError(ErrorCode::kInvalidArgument, "forwarder: bad window/batch/read_ahead");
+  }
+  auto impl = std::make_unique<Impl>(loop, store, nullptr, std::move(options));
+  ET_RETURN_IF_ERROR(impl->Apply(std::move(policy)));
+  ET_RETURN_IF_ERROR(impl->StartQueuedUpstreams());
+  impl->PumpAll();
+  impl->housekeeping_timer.Start(200, 200);
+  impl->housekeeping_timer.Unref();
+  return std::unique_ptr<Forwarder>(new Forwarder(std::move(impl)));
+}
+
+void Forwarder::OnDownlink(std::function<void(Downlink)> handler) {
+  impl_->downlink_handler = std::move(handler);
+}
+
+void Forwarder::Submit(std::string_view device_id, std::string_view group,
+                       std::string_view channel, Bytes payload, int qos, SubmitDone done) {
+  impl_->Submit(Submission{std::string(device_id), std::string(group), std::string(channel),
+                           std::move(payload), qos, std::move(done)});
+}
+
+Status Forwarder::ApplyPolicy(std::shared_ptr<const policies::Policy> policy) {
+  if (!policy) return MakeError(ErrorCode::kInvalidArgument, "no policy");
+  // Batched submissions were made under the old policy's routes: commit them first.
+  impl_->Flush();
+  return impl_->Apply(std::move(policy));
+}
+
+void Forwarder::Stop() {
+  if (impl_->stopping) return;
+  impl_->Flush();
+  impl_->stopping = true;
+  for (auto& [name, u] : impl_->upstreams) impl_->Retire(*u);
+  impl_->upstreams.clear();
+  impl_->batch_timer.Close();
+  impl_->retry_timer.Close();
+  impl_->housekeeping_timer.Close();
+}
+
+bool Forwarder::closed() const {
+  if (!impl_->stopping) return false;
+  for (const auto& c : impl_->retired) {
+    if (!c->closed()) return false;
+  }
+  return true;
+}
+
+const std::map<std::string, UpstreamCounters>& Forwarder::counters() const {
+  return impl_->counters;
+}
+
+UpstreamCounters Forwarder::Counters(const std::string& upstream) const {
+  auto it = impl_->counters.find(upstream);
+  return it == impl_->counters.end() ? UpstreamCounters{} : it->second;
+}
+
+uint64_t Forwarder::unrouted() const { return impl_->unrouted; }
+
+Result<storage::OutboxUsage> Forwarder::QueueUsage(const std::string& upstream) const {
+  ET_ASSIGN_OR_RETURN(auto txn, impl_->store->BeginRead());
+  return storage::OutboxStats(txn, upstream);
+}
+
+std::vector<std::string> Forwarder::ActiveUpstreams() const {
+  std::vector<std::string> out;
+  for (const auto& [name, u] : impl_->upstreams) {
+    if (u->connection) out.push_back(name);
+  }
+  return out;
+}
+
+}  // namespace edgetrust::forwarding

@@ -1,0 +1,263 @@
+#include <sys/stat.h>
+// The `mqtt` upstream and the Forwarder's durable queue against a real mosquitto with
+// username/password.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <set>
+
+#include "forwarding_fixture.h"
+
+namespace edgetrust::forwarding::test {
+namespace {
+
+using testing::Broker;
+using testing::FreeLoopbackPort;
+using testing::RunCommand;
+
+class MqttForwardingTest : public ForwardingTest {
+ protected:
+  void SetUp() override {
+    ForwardingTest::SetUp();
+    port_ = FreeLoopbackPort();
+    observer_port_ = FreeLoopbackPort();
+    passwd_ = tmp_ / "passwd";
+    testing::WriteFile(tmp_ / "edge.pass", "s3cret pass\n");
+  }
+
+  // mosquitto_passwd -b; `with_user` false leaves only an unrelated user in the file.
+  void WritePasswords(bool with_user) {
+    auto r = RunCommand({"/usr/bin/mosquitto_passwd", "-c", "-b", passwd_, "someone", "else"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    if (with_user) {
+      r = RunCommand({"/usr/bin/mosquitto_passwd", "-b", passwd_, "edge-01", "s3cret pass"});
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+    }
+    chmod(passwd_.c_str(), 0644);
+  }
+
+  // Starts the broker so that the observer is subscribed before our upstream can log in: the
+  // upstream's user is added to the password file only after, then the broker reloads it.
+  void StartBrokerObserverFirst(const std::string& filter) {
+    WritePasswords(false);
+    broker_ = StartPlainBroker(tmp_.path(), port_, observer_port_, passwd_);
+    observer_ = std::make_unique<Observer>(observer_port_, filter);
+    WritePasswords(true);
+    broker_.Reload();
+  }
+
+  policies::Upstream Hq(const std::string& password_file) {
+    policies::Upstream u;
+    u.name = "hq";
+    u.kind = policies::UpstreamKind::kMqtt;
+    u.url = "mqtt://127.0.0.1:" + std::to_string(port_);
+    u.host = "127.0.0.1";
+    u.port = static_cast<uint16_t>(port_);
+    u.tls = false;
+    u.username = "edge-01";
+    u.password_file = password_file;
+    u.topic = "sites/{site}/{group}/{device}/{channel}";
+    u.down_topic = "cmd/{site}/{device}/{channel}";
+    u.qos = 2;
+    u.protocol = 5;
+    return u;
+  }
+
+  int port_ = 0, observer_port_ = 0;
+  std::string passwd_;
+  Broker broker_;
+  std::unique_ptr<Observer> observer_;
+};
+
+TEST_F(MqttForwardingTest, TelemetryWithEachQosAndDownlink) {
+  StartBrokerObserverFirst("sites/#");
+  CreateForwarder(MakePolicy({Hq(tmp_ / "edge.pass")}, {{"meters", "hq"}}));
+  Submit("dev-1", "meters", "temp", Payload("dev-1", 0), 0);
+  Submit("dev-1", "meters", "temp/inside", Payload("dev-1", 1), 1);
+  Submit("dev-2", "meters", "hum", Payload("dev-2", 0), 2);
+  ASSERT_TRUE(RunUntil([&] {
+    observer_->Poll();
+    return observer_->messages().size() == 3;
+  }));
+  EXPECT_EQ(ok_, 3);
+  std::map<std::string, int> qos_by_topic;
+  for (const auto& m : observer_->messages()) qos_by_topic[m.topic] = m.qos;
+  EXPECT_EQ(qos_by_topic, (std::map<std::string, int>{{"sites/edge-01/meters/dev-1/temp", 0},
+                                                      {"sites/edge-01/meters/dev-1/temp/inside", 1},
+                                                      {"sites/edge-01/meters/dev-2/hum", 2}}));
+  ASSERT_TRUE(RunUntil([&] { return forwarder_->QueueUsage("hq")->count == 0; }));
+  UpstreamCounters c = forwarder_->Counters("hq");
+  EXPECT_EQ(c.queued, 3u);
+  EXPECT_EQ(c.acked, 3u);
+  EXPECT_EQ(c.connects, 1u);
+
+  // Down-link: the upstream's command topic comes back as (device, channel).
+  // (0x10 = accepted, no matching subscribers)
+  ASSERT_EQ(observer_->client().Publish("cmd/edge-01/dev-2/led/red", "on", 1), 0);
+  ASSERT_EQ(observer_->client().Publish("cmd/other-site/dev-2/led", "x", 1), 0x10);
+  ASSERT_EQ(observer_->client().Publish("cmd/edge-01/dev-3/fan", "off", 1), 0);
+  ASSERT_TRUE(RunUntil([&] { return downlinks_.size() >= 2; }));
+  RunFor(std::chrono::milliseconds(200));
+  ASSERT_EQ(downlinks_.size(), 2u);
+  EXPECT_EQ(downlinks_[0].device_id, "dev-2");
+  EXPECT_EQ(downlinks_[0].channel, "led/red");
+  EXPECT_EQ(std::string(downlinks_[0].payload.begin(), downlinks_[0].payload.end()), "on");
+  EXPECT_EQ(downlinks_[1].device_id, "dev-3");
+  EXPECT_EQ(downlinks_[1].channel, "fan");
+}
+
+TEST_F(MqttForwardingTest, WrongPasswordNeverDeliversAndKeepsTheQueue) {
+  StartBrokerObserverFirst("sites/#");
+  testing::WriteFile(tmp_ / "wrong.pass", "not it\n");
+  CreateForwarder(MakePolicy({Hq(tmp_ / "wrong.pass")}, {{"meters", "hq"}}));
+  Submit("dev-1", "meters", "temp", Payload("dev-1", 0), 1);
+  RunFor(std::chrono::milliseconds(1500));
+  EXPECT_EQ(ok_, 1);  // durable in the outbox
+  EXPECT_EQ(forwarder_->Counters("hq").connects, 0u);
+  EXPECT_EQ(forwarder_->QueueUsage("hq")->count, 1u);
+  observer_->Poll();
+  EXPECT_TRUE(observer_->messages().empty());
+}
+
+TEST_F(MqttForwardingTest, StoreAndForwardAcrossBrokerRestartKeepsEveryMessageInOrder) {
+  StartBrokerObserverFirst("sites/#");
+  CreateForwarder(MakePolicy({Hq(tmp_ / "edge.pass")}, {{"meters", "hq"}}));
+  const std::vector<std::string> devices{"dev-a", "dev-b", "dev-c"};
+  std::map<std::string, int> next;
+  bool paused = false;
+  int total = 0;
+  // 100 messages per second, round robin over the devices.
+  uv_timer_t producer;
+  uv_timer_init(&loop_, &producer);
+  struct Ctx {
+    MqttForwardingTest* self;
+    std::function<void()> tick;
+  } ctx{this, [&] {
+          if (paused) return;
+          const std::string& d = devices[total % devices.size()];
+          Submit(d, "meters", "seq", Payload(d, next[d]++), 1);
+          ++total;
+        }};
+  producer.data = &ctx;
+  uv_timer_start(&producer, [](uv_timer_t* t) { static_cast<Ctx*>(t->data)->tick(); }, 10, 10);
+
+  std::vector<testing::ReceivedMessage> received;
+  auto unique_received = [&] {
+    std::set<std::string> seen;
+    for (const auto& m : received) seen.insert(m.payload);
+    return seen.size();
+  };
+  RunFor(std::chrono::seconds(1));
+  // Everything the broker took must have reached the observer before the broker dies: the
+  // broker keeps nothing across a restart, and that loss would not be ours.
+  paused = true;
+  ASSERT_TRUE(RunUntil([&] {
+    observer_->Poll();
+    for (auto& m : observer_->messages()) received.push_back(std::move(m));
+    observer_->messages().clear();
+    return static_cast<int>(unique_received()) == total;
+  }));
+  paused = false;
+  const int before_outage = total;
+  broker_.process().Stop();
+  observer_.reset();
+  RunFor(std::chrono::seconds(3));
+  EXPECT_GT(forwarder_->QueueUsage("hq")->count, 250u);  // held durably meanwhile
+  StartBrokerObserverFirst("sites/#");
+  RunFor(std::chrono::seconds(1));
+  paused = true;
+  uv_timer_stop(&producer);
+  uv_close(reinterpret_cast<uv_handle_t*>(&producer), nullptr);
+  ASSERT_TRUE(RunUntil(
+      [&] {
+        observer_->Poll();
+        for (auto& m : observer_->messages()) received.push_back(std::move(m));
+        observer_->messages().clear();
+        return static_cast<int>(unique_received()) == total;
+      },
+      std::chrono::seconds(20)))
+      << unique_received() << " of " << total;
+  EXPECT_GT(total, before_outage + 350);
+  EXPECT_EQ(ok_, total);
+  EXPECT_EQ(failed_, 0);
+
+  // Per device: first arrivals in submission order; repeats are allowed (at least once).
+  std::map<std::string, int> highest;
+  std::set<std::string> seen;
+  int duplicates = 0;
+  for (const auto& m : received) {
+    if (!seen.insert(m.payload).second) {
+      ++duplicates;
+      continue;
+    }
+    auto [device, seq] = ParsePayload(m.payload);
+    auto it = highest.find(device);
+    EXPECT_TRUE(it == highest.end() ? seq == 0 : seq == it->second + 1)
+        << device << " got " << seq << " after " << (it == highest.end() ? -1 : it->second);
+    highest[device] = seq;
+  }
+  for (const auto& d : devices) EXPECT_EQ(highest[d], next[d] - 1) << d;
+  std::printf("store-and-forward: %d messages, %d duplicates, %llu reconnects\n", total, duplicates,
+              static_cast<unsigned long long>(forwarder_->Counters("hq").connects));
+  ASSERT_TRUE(RunUntil([&] { return forwarder_->QueueUsage("hq")->count == 0; }));
+}
+
+TEST_F(MqttForwardingTest, FullQueueDropsOldestAndCounts) {
+  policies::QueuePolicy queue{.max_bytes = 4096, .on_full = policies::QueueFullAction::kDropOldest};
+  CreateForwarder(MakePolicy({Hq(tmp_ / "edge.pass")}, {{"meters", "hq"}}, queue));
+  for (int i = 0; i < 10; ++i) {
+    Bytes p = Payload("dev-1", i);
+    p.resize(1000, '.');
+    Submit("dev-1", "meters", "t", std::move(p), 1);
+  }
+  ASSERT_TRUE(RunUntil([&] { return ok_ + failed_ == 10; }));
+  EXPECT_EQ(ok_, 10);
+  UpstreamCounters c = forwarder_->Counters("hq");
+  EXPECT_EQ(c.dropped, 6u);
+  EXPECT_EQ(c.refused, 0u);
+  EXPECT_EQ(forwarder_->QueueUsage("hq")->count, 4u);
+  EXPECT_EQ(forwarder_->QueueUsage("hq")->bytes, 4000u);
+
+  StartBrokerObserverFirst("sites/#");
+  ASSERT_TRUE(RunUntil([&] { return forwarder_->QueueUsage("hq")->count == 0; }));
+  RunFor(std::chrono::milliseconds(200));
+  observer_->Poll();
+  std::set<int> got;
+  for (const auto& m : observer_->messages()) got.insert(ParsePayload(m.payload).second);
+  EXPECT_EQ(got, (std::set<int>{6, 7, 8, 9}));
+}
+
+TEST_F(MqttForwardingTest, FullQueueRefusesWhenPolicySaysSo) {
+  policies::QueuePolicy queue{.max_bytes = 4096, .on_full = policies::QueueFullAction::kRefuse};
+  CreateForwarder(MakePolicy({Hq(tmp_ / "edge.pass")}, {{"meters", "hq"}}, queue));
+  for (int i = 0; i < 10; ++i) {
+    Bytes p = Payload("dev-1", i);
+    p.resize(1000, '.');
+    Submit("dev-1", "meters", "t", std::move(p), 1);
+  }
+  ASSERT_TRUE(RunUntil([&] { return ok_ + failed_ == 10; }));
+  EXPECT_EQ(ok_, 4);
+  EXPECT_EQ(failed_, 6);
+  for (const auto& e : errors_) EXPECT_EQ(e.code, ErrorCode::kResourceExhausted);
+  EXPECT_EQ(forwarder_->Counters("hq").refused, 6u);
+  EXPECT_EQ(forwarder_->Counters("hq").dropped, 0u);
+
+  StartBrokerObserverFirst("sites/#");
+  ASSERT_TRUE(RunUntil([&] { return forwarder_->QueueUsage("hq")->count == 0; }));
+  RunFor(std::chrono::milliseconds(200));
+  observer_->Poll();
+  std::set<int> got;
+  for (const auto& m : observer_->messages()) got.insert(ParsePayload(m.payload).second);
+  EXPECT_EQ(got, (std::set<int>{0, 1, 2, 3}));
+}
+
+TEST_F(MqttForwardingTest, UnroutedGroupIsAcceptedButNotForwarded) {
+  CreateForwarder(MakePolicy({Hq(tmp_ / "edge.pass")}, {{"meters", "hq"}, {"quarantine", ""}}));
+  Submit("dev-9", "quarantine", "t", Payload("dev-9", 0), 1);
+  ASSERT_TRUE(RunUntil([&] { return ok_ == 1; }));
+  EXPECT_EQ(forwarder_->unrouted(), 1u);
+  EXPECT_EQ(forwarder_->Counters("hq").queued, 0u);
+}
+
+}  // namespace
+}  // namespace edgetrust::forwarding::test
