@@ -1,6 +1,7 @@
 #include "edgetrust/plugin/connect_decider.h"
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "edgetrust/common/bytes.h"
@@ -131,15 +132,25 @@ Result<Decision> ConnectDecider::DecideWithStore(std::string_view cn, const pki:
     if (auto principal = policy.PrincipalRoleOf(cn)) {
       return Allow(*principal == policies::PrincipalRole::kGateway ? Role::kGateway : Role::kAdmin);
     }
-    ET_ASSIGN_OR_RETURN(auto device, storage::FindDevice(txn, cn));
-    if (!device) return Deny(DenyReason::kDeviceNotActive, "unknown device");
-    if (device->state == DeviceState::kRetired) return Deny(DenyReason::kDeviceRetired);
-    if (device->state == DeviceState::kCompromised) return Deny(DenyReason::kDeviceCompromised);
-    if (device->state != DeviceState::kActive) {
-      return Deny(DenyReason::kDeviceNotActive, std::string(storage::DeviceStateName(device->state)));
+    // The hot path of every device reconnect: read in place, nothing allocated.
+    storage::DeviceAuthView device;
+    ET_ASSIGN_OR_RETURN(bool known, storage::FindDeviceAuthView(txn, cn, &device));
+    if (!known) return Deny(DenyReason::kDeviceNotActive, "unknown device");
+    if (device.state() == DeviceState::kRetired) return Deny(DenyReason::kDeviceRetired);
+    if (device.state() == DeviceState::kCompromised) return Deny(DenyReason::kDeviceCompromised);
+    if (device.state() != DeviceState::kActive) {
+      return Deny(DenyReason::kDeviceNotActive, std::string(storage::DeviceStateName(device.state())));
     }
-    if (!SameBytes(device->operational_fingerprint, cert.fingerprint)) {
-      return Deny(DenyReason::kNotCurrentCertificate);
+    if (!SameBytes(device.operational_fingerprint(), cert.fingerprint)) {
+      // A renewal records the new certificate as the device's operational one but leaves the
+      // previous one unrevoked until the device first uses the new one: if the renewal answer
+      // was lost, the old certificate must still get the device in. Any other operational
+      // certificate of this device that nobody revoked counts the same; step 3 already
+      // refused this certificate if it is revoked by fingerprint or by issuer and serial.
+      ET_ASSIGN_OR_RETURN(bool still_its_own,
+                          storage::IsCertificateOf(txn, cert.fingerprint,
+                                                   storage::CertificateKind::kOperational, cn));
+      if (!still_its_own) return Deny(DenyReason::kNotCurrentCertificate);
     }
     return Allow(Role::kDevice);
   }
@@ -149,12 +160,25 @@ Result<Decision> ConnectDecider::DecideWithStore(std::string_view cn, const pki:
   if (policy.PrincipalRoleOf(cn)) {
     return Deny(DenyReason::kInvalidCommonName, "principal name on a birth certificate");
   }
-  ET_ASSIGN_OR_RETURN(auto device, storage::FindDevice(txn, cn));
+  storage::DeviceAuthView device;
+  ET_ASSIGN_OR_RETURN(bool known, storage::FindDeviceAuthView(txn, cn, &device));
+  std::string_view manufacturer;
   std::string_view model = cert.subject.ou;
-  if (device && !device->model.empty()) model = device->model;
+  std::optional<storage::DeviceRecord> full;  // only for names longer than a certificate's
+  if (known) {
+    if (device.names_fit()) {
+      manufacturer = device.manufacturer();
+      if (!device.model().empty()) model = device.model();
+    } else {
+      ET_ASSIGN_OR_RETURN(full, storage::FindDevice(txn, cn));
+      if (!full) return MakeError(ErrorCode::kDataLoss, "device record vanished inside one snapshot");
+      manufacturer = full->manufacturer;
+      if (!full->model.empty()) model = full->model;
+    }
+  }
   const policies::Group* group = policy.MatchGroup(issuer.manufacturer, model);
 
-  if (!device) {
+  if (!known) {
     if (group == nullptr) return Deny(DenyReason::kEnrollmentNotAllowed, "no policy group matches");
     if (group->enrollment.mode == policies::EnrollmentMode::kAllowlist ||
         !group->enrollment.allow_unknown) {
@@ -162,19 +186,19 @@ Result<Decision> ConnectDecider::DecideWithStore(std::string_view cn, const pki:
     }
     return Allow(Role::kEnrolling);
   }
-  if (device->state == DeviceState::kRetired) return Deny(DenyReason::kDeviceRetired);
-  if (device->state == DeviceState::kCompromised) return Deny(DenyReason::kDeviceCompromised);
+  if (device.state() == DeviceState::kRetired) return Deny(DenyReason::kDeviceRetired);
+  if (device.state() == DeviceState::kCompromised) return Deny(DenyReason::kDeviceCompromised);
   // The id is the manufacturer's: another trusted manufacturer's certificate with the same CN,
   // or another birth certificate than the one on record, is a clone, not this device.
-  if (!device->manufacturer.empty() && device->manufacturer != issuer.manufacturer) {
+  if (!manufacturer.empty() && manufacturer != issuer.manufacturer) {
     return Deny(DenyReason::kEnrollmentNotAllowed, "device belongs to another manufacturer");
   }
-  if (!device->birth_fingerprint.empty() &&
-      !SameBytes(device->birth_fingerprint, cert.fingerprint)) {
+  if (!device.birth_fingerprint().empty() &&
+      !SameBytes(device.birth_fingerprint(), cert.fingerprint)) {
     return Deny(DenyReason::kNotCurrentCertificate, "not the birth certificate on record");
   }
   if (group == nullptr) return Deny(DenyReason::kEnrollmentNotAllowed, "no policy group matches");
-  if (device->state == DeviceState::kActive && !group->enrollment.reenroll) {
+  if (device.state() == DeviceState::kActive && !group->enrollment.reenroll) {
     return Deny(DenyReason::kEnrollmentNotAllowed, "active and re-enrollment is off");
   }
   return Allow(Role::kEnrolling);

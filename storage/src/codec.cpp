@@ -3,6 +3,7 @@
 #include <msgpack.hpp>
 
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <limits>
 #include <string_view>
@@ -141,6 +142,151 @@ Status DecodeMap(ByteView data, std::string_view what, F&& on_field) {
   return OkStatus();
 }
 
+// A bounds-checked cursor over msgpack bytes for the in-place decoders.
+class InPlaceReader {
+ public:
+  explicit InPlaceReader(ByteView data) : p_(data.data()), end_(data.data() + data.size()) {}
+  bool at_end() const { return p_ == end_; }
+
+  bool MapHeader(uint32_t* n) {
+    if (at_end()) return false;
+    const uint8_t t = *p_;
+    uint64_t count = 0;
+    if (t >= 0x80 && t <= 0x8f) {
+      ++p_;
+      count = t & 0x0f;
+    } else if (t == 0xde || t == 0xdf) {
+      ++p_;
+      if (!ReadBe(t == 0xde ? 2 : 4, &count)) return false;
+    } else {
+      return false;
+    }
+    *n = static_cast<uint32_t>(count);
+    return true;
+  }
+
+  // The next value if it is a str; on any other type nothing is consumed and false returned.
+  bool Str(std::string_view* out) {
+    const uint8_t* start = p_;
+    if (at_end()) return false;
+    const uint8_t t = *p_++;
+    uint64_t len = 0;
+    if (t >= 0xa0 && t <= 0xbf) {
+      len = t & 0x1f;
+    } else if (t == 0xd9 || t == 0xda || t == 0xdb) {
+      if (!ReadBe(t == 0xd9 ? 1 : t == 0xda ? 2 : 4, &len)) return Rewind(start);
+    } else {
+      return Rewind(start);
+    }
+    if (!Need(len)) return Rewind(start);
+    *out = std::string_view(reinterpret_cast<const char*>(p_), len);
+    p_ += len;
+    return true;
+  }
+
+  // The next value if it is a bin; as Str otherwise.
+  bool Bin(ByteView* out) {
+    const uint8_t* start = p_;
+    if (at_end()) return false;
+    const uint8_t t = *p_++;
+    uint64_t len = 0;
+    if (t != 0xc4 && t != 0xc5 && t != 0xc6) return Rewind(start);
+    if (!ReadBe(t == 0xc4 ? 1 : t == 0xc5 ? 2 : 4, &len) || !Need(len)) return Rewind(start);
+    *out = ByteView(p_, len);
+    p_ += len;
+    return true;
+  }
+
+  // Skips one whole value, nested containers included, without recursion.
+  bool Skip() {
+    uint64_t pending = 1;
+    while (pending > 0) {
+      if (at_end()) return false;
+      const uint8_t t = *p_++;
+      --pending;
+      uint64_t len = 0;       // payload bytes after the header
+      uint64_t children = 0;  // values nested in it
+      if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3) {
+        // the byte is the whole value
+      } else if (t <= 0x8f) {
+        children = 2u * (t & 0x0f);
+      } else if (t <= 0x9f) {
+        children = t & 0x0f;
+      } else if (t <= 0xbf) {
+        len = t & 0x1f;
+      } else {
+        bool ok = true;
+        switch (t) {
+          case 0xc4: case 0xd9: ok = ReadBe(1, &len); break;
+          case 0xc5: case 0xda: ok = ReadBe(2, &len); break;
+          case 0xc6: case 0xdb: ok = ReadBe(4, &len); break;
+          case 0xc7: ok = ReadBe(1, &len); ++len; break;  // ext: + its type byte
+          case 0xc8: ok = ReadBe(2, &len); ++len; break;
+          case 0xc9: ok = ReadBe(4, &len); ++len; break;
+          case 0xca: len = 4; break;
+          case 0xcb: len = 8; break;
+          case 0xcc: case 0xd0: len = 1; break;
+          case 0xcd: case 0xd1: len = 2; break;
+          case 0xce: case 0xd2: len = 4; break;
+          case 0xcf: case 0xd3: len = 8; break;
+          case 0xd4: len = 2; break;
+          case 0xd5: len = 3; break;
+          case 0xd6: len = 5; break;
+          case 0xd7: len = 9; break;
+          case 0xd8: len = 17; break;
+          case 0xdc: ok = ReadBe(2, &children); break;
+          case 0xdd: ok = ReadBe(4, &children); break;
+          case 0xde: ok = ReadBe(2, &children); children *= 2; break;
+          case 0xdf: ok = ReadBe(4, &children); children *= 2; break;
+          default: return false;  // 0xc1: never used
+        }
+        if (!ok) return false;
+      }
+      if (!Need(len)) return false;
+      p_ += len;
+      pending += children;
+      // Every value takes at least one byte: more pending than bytes left is a lie.
+      if (pending > static_cast<uint64_t>(end_ - p_)) return false;
+    }
+    return true;
+  }
+
+ private:
+  bool Need(uint64_t n) const { return static_cast<uint64_t>(end_ - p_) >= n; }
+  bool Rewind(const uint8_t* to) {
+    p_ = to;
+    return false;
+  }
+  bool ReadBe(int bytes, uint64_t* out) {
+    if (!Need(static_cast<uint64_t>(bytes))) return false;
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; ++i) v = (v << 8) | *p_++;
+    *out = v;
+    return true;
+  }
+
+  const uint8_t* p_;
+  const uint8_t* end_;
+};
+
+// Calls on_field(key, reader) for each entry of the map in `data`; on_field consumes the value
+// and returns false when it is malformed or, for a known key, of the wrong type.
+template <typename F>
+Status WalkMapInPlace(ByteView data, std::string_view what, F&& on_field) {
+  InPlaceReader r(data);
+  uint32_t n = 0;
+  if (!r.MapHeader(&n)) return Corrupt(what, "not a msgpack map");
+  for (uint32_t i = 0; i < n; ++i) {
+    std::string_view key;
+    if (!r.Str(&key)) return Corrupt(what, r.at_end() ? "truncated" : "a key is not a string");
+    if (!on_field(key, r)) {
+      return Corrupt(what, "field '" + std::string(key) + "' is malformed or has the wrong type");
+    }
+  }
+  if (!r.at_end()) return Corrupt(what, "trailing bytes");
+  return OkStatus();
+}
+
 }  // namespace
 
 // --- DeviceRecord ---
@@ -191,6 +337,51 @@ Status Decode(ByteView data, DeviceRecord* r) {
   return OkStatus();
 }
 
+Status DeviceAuthViewWriter::Decode(ByteView data, DeviceAuthView* out) {
+  bool id_ok = false;
+  bool state_ok = false;
+  DeviceState state = DeviceState::kManufactured;
+  std::string_view mf, mo;
+  ByteView bf, of;
+  ET_RETURN_IF_ERROR(WalkMapInPlace(data, "device", [&](std::string_view k, InPlaceReader& r) {
+    if (k == "id") {
+      std::string_view id;
+      if (!r.Str(&id)) return false;
+      id_ok = !id.empty();
+      return true;
+    }
+    if (k == "st") {
+      std::string_view name;
+      if (!r.Str(&name)) return false;
+      auto parsed = ParseDeviceState(name);
+      if (!parsed.ok()) return false;
+      state = *parsed;
+      state_ok = true;
+      return true;
+    }
+    if (k == "mf") return r.Str(&mf);
+    if (k == "mo") return r.Str(&mo);
+    if (k == "bf") return r.Bin(&bf);
+    if (k == "of") return r.Bin(&of);
+    return r.Skip();
+  }));
+  if (!id_ok || !state_ok) return Corrupt("device", "missing id or state");
+  if (bf.size() > 32 || of.size() > 32) return Corrupt("device", "fingerprint longer than 32 bytes");
+  DeviceAuthView& v = *out;
+  v.state_ = state;
+  std::memcpy(v.birth_fp_.data(), bf.data(), bf.size());
+  v.birth_fp_size_ = static_cast<uint8_t>(bf.size());
+  std::memcpy(v.operational_fp_.data(), of.data(), of.size());
+  v.operational_fp_size_ = static_cast<uint8_t>(of.size());
+  v.names_fit_ = mf.size() <= DeviceAuthView::kMaxName && mo.size() <= DeviceAuthView::kMaxName;
+  if (!v.names_fit_) mf = mo = {};
+  std::memcpy(v.manufacturer_.data(), mf.data(), mf.size());
+  v.manufacturer_size_ = static_cast<uint8_t>(mf.size());
+  std::memcpy(v.model_.data(), mo.data(), mo.size());
+  v.model_size_ = static_cast<uint8_t>(mo.size());
+  return OkStatus();
+}
+
 // --- CertificateRecord ---
 
 std::string Encode(const CertificateRecord& r) {
@@ -229,6 +420,37 @@ Status Decode(ByteView data, CertificateRecord* r) {
         return true;
       }));
   if (r->fingerprint.empty() || !kind_ok) return Corrupt("certificate", "missing fingerprint or kind");
+  return OkStatus();
+}
+
+Status DecodeCertificateOwner(ByteView data, CertificateKind* kind, std::string_view* device_id) {
+  bool fp_ok = false;
+  bool kind_ok = false;
+  CertificateKind k_value = CertificateKind::kOperational;
+  std::string_view d;
+  ET_RETURN_IF_ERROR(
+      WalkMapInPlace(data, "certificate", [&](std::string_view k, InPlaceReader& r) {
+        if (k == "fp") {
+          ByteView fp;
+          if (!r.Bin(&fp)) return false;
+          fp_ok = !fp.empty();
+          return true;
+        }
+        if (k == "d") return r.Str(&d);
+        if (k == "k") {
+          std::string_view name;
+          if (!r.Str(&name)) return false;
+          auto parsed = ParseCertificateKind(name);
+          if (!parsed.ok()) return false;
+          k_value = *parsed;
+          kind_ok = true;
+          return true;
+        }
+        return r.Skip();
+      }));
+  if (!fp_ok || !kind_ok) return Corrupt("certificate", "missing fingerprint or kind");
+  *kind = k_value;
+  *device_id = d;
   return OkStatus();
 }
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "edgetrust/common/bytes.h"
 #include "edgetrust/common/result.h"
@@ -25,5 +26,15 @@ Status Decode(ByteView data, FirmwareManifest* r);
 Status Decode(ByteView data, OutboxMessage* r);
 Status Decode(ByteView data, AuditRecord* r);
 Status Decode(ByteView data, AllowlistEntry* r);
+
+// In-place decoders for the plugin's hot path: they walk the msgpack bytes without msgpack-c's
+// zone and without allocating, and read only what they fill. They accept exactly the records
+// the full decoders accept, as far as the fields they read are concerned.
+struct DeviceAuthViewWriter {
+  // `*out` is written only on success.
+  static Status Decode(ByteView data, DeviceAuthView* out);
+};
+// The kind and owner of a stored certificate; `*device_id` points into `data`.
+Status DecodeCertificateOwner(ByteView data, CertificateKind* kind, std::string_view* device_id);
 
 }  // namespace edgetrust::storage::internal

@@ -157,6 +157,17 @@ Result<DeviceRecord> GetDevice(const Txn& txn, std::string_view id) {
   return std::move(*device);
 }
 
+Result<bool> FindDeviceAuthView(const Txn& txn, std::string_view id, DeviceAuthView* out) {
+  if (id.empty()) return false;
+  ET_ASSIGN_OR_RETURN(MDB_txn * raw, ReadHandle(txn));
+  MDB_val val;
+  ET_ASSIGN_OR_RETURN(bool found,
+                      RawGet(raw, TxnAccess::Dbs(txn).devices, Val(id), &val, "get device"));
+  if (!found) return false;
+  ET_RETURN_IF_ERROR(internal::DeviceAuthViewWriter::Decode(View(val), out));
+  return true;
+}
+
 Status PutDevice(WriteTxn& txn, const DeviceRecord& device) {
   if (!IsValidDeviceId(device.id)) {
     return MakeError(ErrorCode::kInvalidArgument, "invalid device id '" + device.id + "'");
@@ -233,6 +244,20 @@ Status PutCertificate(WriteTxn& txn, const CertificateRecord& cert) {
         RawPut(raw, dbs.certs_by_device, Val(std::string_view(k)), std::string_view(), "index certificate"));
   }
   return OkStatus();
+}
+
+Result<bool> IsCertificateOf(const Txn& txn, ByteView fingerprint, CertificateKind kind,
+                             std::string_view device_id) {
+  if (fingerprint.empty() || device_id.empty()) return false;
+  ET_ASSIGN_OR_RETURN(MDB_txn * raw, ReadHandle(txn));
+  MDB_val val;
+  ET_ASSIGN_OR_RETURN(bool found, RawGet(raw, TxnAccess::Dbs(txn).certs, Val(fingerprint), &val,
+                                         "get certificate"));
+  if (!found) return false;
+  CertificateKind stored_kind;
+  std::string_view owner;
+  ET_RETURN_IF_ERROR(internal::DecodeCertificateOwner(View(val), &stored_kind, &owner));
+  return stored_kind == kind && owner == device_id;
 }
 
 Result<std::vector<CertificateRecord>> ListDeviceCertificates(const Txn& txn,

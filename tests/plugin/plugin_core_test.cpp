@@ -159,6 +159,89 @@ TEST_F(DeciderTest, SiteCertificates) {
   EXPECT_EQ(Decide(op).reason, DenyReason::kDeviceRetired);
 }
 
+// The gateway renews by recording the new certificate as current and revoking the previous one
+// only when the device first uses the new one: a lost renewal answer must not lock it out.
+TEST_F(DeciderTest, PreviousOperationalCertificateAcceptedUntilRevoked) {
+  const std::string id = "thermo-000020";
+  auto old_op = site_.Issue("old", Issuer::kSite, id);
+  site_.PutCertificate(old_op, id);
+  Put(id, DeviceState::kActive, "thermo-a", Fp(old_op));
+  EXPECT_EQ(Decide(old_op).role, Role::kDevice);
+
+  auto new_op = site_.Issue("new", Issuer::kSite, id);
+  site_.PutCertificate(new_op, id);
+  Put(id, DeviceState::kActive, "thermo-a", Fp(new_op));
+  Decision with_old = Decide(old_op);
+  ASSERT_TRUE(with_old.allowed()) << DenyReasonName(with_old.reason);
+  EXPECT_EQ(with_old.role, Role::kDevice);
+  EXPECT_EQ(Decide(new_op).role, Role::kDevice);
+
+  // Site-issued with the device's name but never recorded, or recorded as something else.
+  auto unrecorded = site_.Issue("unrecorded", Issuer::kSite, id);
+  EXPECT_EQ(Decide(unrecorded).reason, DenyReason::kNotCurrentCertificate);
+  auto as_birth = site_.Issue("as-birth", Issuer::kSite, id);
+  site_.PutCertificate(as_birth, id, storage::CertificateKind::kBirth);
+  EXPECT_EQ(Decide(as_birth).reason, DenyReason::kNotCurrentCertificate);
+
+  // Only an active device gets in, with the current certificate or the previous one.
+  Put(id, DeviceState::kTransferPending, "thermo-a", Fp(new_op));
+  EXPECT_EQ(Decide(old_op).reason, DenyReason::kDeviceNotActive);
+  Put(id, DeviceState::kActive, "thermo-a", Fp(new_op));
+
+  // First use of the new certificate: the gateway revokes the old one.
+  site_.RevokeFingerprint(old_op.cert);
+  EXPECT_EQ(Decide(old_op).reason, DenyReason::kRevoked);
+  EXPECT_EQ(Decide(new_op).role, Role::kDevice);
+
+  // Revoked by issuer and serial only: refused the same.
+  auto older = site_.Issue("older", Issuer::kSite, id);
+  site_.PutCertificate(older, id);
+  EXPECT_EQ(Decide(older).role, Role::kDevice);
+  site_.RevokeSerial(older.cert);
+  EXPECT_EQ(Decide(older).reason, DenyReason::kRevoked);
+}
+
+TEST_F(DeciderTest, AnotherDevicesOperationalCertificateRefused) {
+  // A certificate named thermo-000021 but recorded as thermo-000022's operational certificate
+  // (and current for it) gives thermo-000021 nothing.
+  auto a_op = site_.Issue("a-op", Issuer::kSite, "thermo-000021");
+  auto crossed = site_.Issue("crossed", Issuer::kSite, "thermo-000021");
+  site_.PutCertificate(a_op, "thermo-000021");
+  site_.PutCertificate(crossed, "thermo-000022");
+  Put("thermo-000021", DeviceState::kActive, "thermo-a", Fp(a_op));
+  Put("thermo-000022", DeviceState::kActive, "thermo-a", Fp(crossed));
+  EXPECT_EQ(Decide(a_op).role, Role::kDevice);
+  EXPECT_EQ(Decide(crossed).reason, DenyReason::kNotCurrentCertificate);
+  // Nor can it pass as thermo-000022: the client id must be the certificate's CN.
+  EXPECT_EQ(Decide(crossed, "thermo-000022").reason, DenyReason::kClientIdMismatch);
+
+  // A principal's certificate recorded under the device's id is no operational one either.
+  auto principal_kind = site_.Issue("p-kind", Issuer::kSite, "thermo-000021");
+  site_.PutCertificate(principal_kind, "thermo-000021", storage::CertificateKind::kPrincipal);
+  EXPECT_EQ(Decide(principal_kind).reason, DenyReason::kNotCurrentCertificate);
+}
+
+// Names longer than a certificate can carry do not fit the decision's fixed buffers: the
+// decider reads the full record for them and decides the same.
+TEST_F(DeciderTest, LongManufacturerFallsBackToFullRecord) {
+  auto birth = site_.Issue("long-mf", Issuer::kAcme, "thermo-000030", "thermo-a");
+  Put("thermo-000030", DeviceState::kManufactured, "thermo-a", {}, Fp(birth),
+      std::string(200, 'm'));
+  EXPECT_EQ(Decide(birth).reason, DenyReason::kEnrollmentNotAllowed);  // another manufacturer
+  // The stored model, not the certificate's OU, picks the group: "plain-…" has re-enrollment
+  // off, "thermo-*" has it on.
+  Put("thermo-000030", DeviceState::kActive, "plain-" + std::string(100, 'x'), {}, Fp(birth),
+      "acme");
+  EXPECT_EQ(Decide(birth).reason, DenyReason::kEnrollmentNotAllowed);
+  Put("thermo-000030", DeviceState::kActive, "thermo-" + std::string(100, 'x'), {}, Fp(birth),
+      "acme");
+  EXPECT_EQ(Decide(birth).role, Role::kEnrolling);
+  Put("thermo-000030", DeviceState::kActive, "plain-a", {}, Fp(birth), "acme");
+  EXPECT_EQ(Decide(birth).reason, DenyReason::kEnrollmentNotAllowed);
+  Put("thermo-000030", DeviceState::kManufactured, "thermo-a", {}, Fp(birth), "acme");
+  EXPECT_EQ(Decide(birth).role, Role::kEnrolling);
+}
+
 TEST(DeciderNoStore, FailsClosed) {
   PluginSite site;
   ConnectDecider decider;

@@ -240,6 +240,22 @@ void PluginSite::PutDevice(storage::DeviceRecord device) {
   Must(txn.Commit(), "commit");
 }
 
+void PluginSite::PutCertificate(const Credentials& c, const std::string& device_id,
+                                storage::CertificateKind kind) {
+  storage::CertificateRecord r;
+  r.fingerprint.assign(c.cert.fingerprint.begin(), c.cert.fingerprint.end());
+  r.device_id = device_id;
+  r.kind = kind;
+  r.issuer_id.assign(c.cert.issuer_id.begin(), c.cert.issuer_id.end());
+  r.serial = c.cert.serial;
+  r.not_before = c.cert.not_before;
+  r.not_after = c.cert.not_after;
+  r.der = c.cert.der;
+  auto txn = Must(store_->BeginWrite(), "begin");
+  Must(storage::PutCertificate(txn, r), "put certificate");
+  Must(txn.Commit(), "commit");
+}
+
 void PluginSite::RevokeFingerprint(const pki::Certificate& cert) {
   auto txn = Must(store_->BeginWrite(), "begin");
   storage::RevocationRecord r;

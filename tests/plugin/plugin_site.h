@@ -45,6 +45,10 @@ class PluginSite {
 
   storage::Store& store() { return *store_; }
   void PutDevice(storage::DeviceRecord device);
+  // Records `c` in the certificates table as `kind` of `device_id` (what the gateway does at
+  // enrollment and renewal).
+  void PutCertificate(const Credentials& c, const std::string& device_id,
+                      storage::CertificateKind kind = storage::CertificateKind::kOperational);
   void RevokeFingerprint(const pki::Certificate& cert);
   void RevokeSerial(const pki::Certificate& cert);
 

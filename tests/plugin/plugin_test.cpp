@@ -448,6 +448,56 @@ TEST_F(PluginTest, StoreRevocationDisconnectsWithinOneTick) {
   EXPECT_NE(Connect(again, c), 0);
 }
 
+// Renewal: the gateway records the new certificate as current and revokes the old one only on
+// the device's first use of the new one. A device whose renewal answer was lost reconnects with
+// the old one and must get in, and stay in when the revocation log names it, until then.
+TEST_F(PluginTest, RenewalGraceOldCertificateUntilRevoked) {
+  std::string id = NextId("thermo-");
+  auto old_op = ActiveDevice(id);
+  site_->PutCertificate(old_op, id);
+  auto new_op = site_->Issue(id + "-renewed", Issuer::kSite, id);
+  site_->PutCertificate(new_op, id);
+  storage::DeviceRecord d;
+  d.id = id;
+  d.state = DeviceState::kActive;
+  d.manufacturer = "acme";
+  d.model = "thermo-a";
+  d.operational_fingerprint = Fp(new_op);
+  site_->PutDevice(d);
+  ExpectAllowed(id, old_op);
+  ExpectAllowed(id, new_op);
+
+  TestClient dev(id, 5);
+  ASSERT_EQ(Connect(dev, old_op), 0);
+  // One log batch: a certificate of this device that was never used (replaced before use) and
+  // a witness device's certificate. Once the witness is gone the batch was applied, and the
+  // session re-decided with the old certificate must still be there.
+  auto unused = site_->Issue(id + "-unused", Issuer::kSite, id);
+  site_->PutCertificate(unused, id);
+  std::string witness_id = NextId("thermo-");
+  auto witness = ActiveDevice(witness_id);
+  TestClient witness_dev(witness_id, 5);
+  ASSERT_EQ(Connect(witness_dev, witness), 0);
+  {
+    auto txn = site_->store().BeginWrite();
+    ASSERT_TRUE(txn.ok());
+    for (const Credentials* c : {&unused, &witness}) {
+      auto seq = storage::RevokeCertificate(*txn, c->cert.fingerprint, "test", "plugin_test");
+      ASSERT_TRUE(seq.ok()) << seq.error().ToString();
+    }
+    ASSERT_TRUE(txn->Commit().ok());
+  }
+  ASSERT_TRUE(witness_dev.WaitDisconnected(3s));
+  EXPECT_TRUE(dev.connected());
+  EXPECT_TRUE(Accepted(dev.Publish("et/" + id + "/up/t", "still here", 1)));
+
+  // The device used its new certificate: the gateway revokes the old one, the session ends.
+  site_->RevokeFingerprint(old_op.cert);
+  ASSERT_TRUE(dev.WaitDisconnected(3s));
+  ExpectDenied(id, old_op, "revoked");
+  ExpectAllowed(id, new_op);
+}
+
 TEST_F(PluginTest, CertificateExpiringDuringSessionEndsIt) {
   std::string id = NextId("thermo-");
   const int64_t not_after = UnixNow() + 3;

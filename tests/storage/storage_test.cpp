@@ -619,6 +619,18 @@ TEST(Store, CorruptRecordIsDataLossAndUnknownKeysAreIgnored) {
     ASSERT_FALSE(got.ok()) << id;
     EXPECT_EQ(got.error().code, ErrorCode::kDataLoss) << id << ": " << got.error().ToString();
   }
+  for (const char* id : {"garbage", "truncated", "wrongtype", "badstate", "array"}) {
+    DeviceAuthView view;
+    auto got = FindDeviceAuthView(r, id, &view);
+    ASSERT_FALSE(got.ok()) << id;
+    EXPECT_EQ(got.error().code, ErrorCode::kDataLoss) << id << ": " << got.error().ToString();
+  }
+  DeviceAuthView future_view;
+  auto future_found = FindDeviceAuthView(r, "future", &future_view);
+  ASSERT_OK(future_found);
+  EXPECT_TRUE(*future_found);
+  EXPECT_EQ(future_view.state(), DeviceState::kActive);
+  EXPECT_EQ(future_view.model(), "m9");
   auto future = GetDevice(r, "future");
   ASSERT_OK(future);
   EXPECT_EQ(future->state, DeviceState::kActive);
@@ -629,6 +641,173 @@ TEST(Store, CorruptRecordIsDataLossAndUnknownKeysAreIgnored) {
   auto log = ReadRevocationLog(r, 0, 10);
   ASSERT_FALSE(log.ok());
   EXPECT_EQ(log.error().code, ErrorCode::kDataLoss);
+}
+
+TEST(Store, DeviceAuthViewMatchesTheFullRecord) {
+  TempDir dir;
+  Store store = OpenOrDie(dir / "s");
+  DeviceRecord full = SampleDevice("dev-1");
+  DeviceRecord bare;
+  bare.id = "dev-2";
+  bare.state = DeviceState::kManufactured;
+  DeviceRecord long_names = SampleDevice("dev-3");
+  long_names.model = std::string(DeviceAuthView::kMaxName + 1, 'm');
+  DeviceRecord exact = SampleDevice("dev-4");
+  exact.manufacturer = std::string(DeviceAuthView::kMaxName, 'a');
+  exact.state = DeviceState::kCompromised;
+  DeviceRecord odd_fp = SampleDevice("dev-5");
+  odd_fp.operational_fingerprint = Bytes(33, 1);
+  {
+    WriteTxn w = BeginWrite(store);
+    for (const auto* d : {&full, &bare, &long_names, &exact, &odd_fp}) ASSERT_OK(PutDevice(w, *d));
+    ASSERT_OK(w.Commit());
+  }
+  ReadTxn r = BeginRead(store);
+  for (const auto* d : {&full, &bare, &exact}) {
+    DeviceAuthView v;
+    auto found = FindDeviceAuthView(r, d->id, &v);
+    ASSERT_OK(found);
+    ASSERT_TRUE(*found) << d->id;
+    EXPECT_EQ(v.state(), d->state) << d->id;
+    EXPECT_EQ(Bytes(v.birth_fingerprint().begin(), v.birth_fingerprint().end()), d->birth_fingerprint);
+    EXPECT_EQ(Bytes(v.operational_fingerprint().begin(), v.operational_fingerprint().end()),
+              d->operational_fingerprint);
+    EXPECT_TRUE(v.names_fit());
+    EXPECT_EQ(v.manufacturer(), d->manufacturer);
+    EXPECT_EQ(v.model(), d->model);
+  }
+  DeviceAuthView v;
+  auto found = FindDeviceAuthView(r, "dev-3", &v);
+  ASSERT_OK(found);
+  EXPECT_FALSE(v.names_fit());
+  EXPECT_TRUE(v.model().empty());
+  EXPECT_TRUE(v.manufacturer().empty());
+  EXPECT_EQ(v.state(), DeviceState::kActive);
+  // Fingerprints are SHA-256: a longer one is a corrupt record, not a silent mismatch.
+  auto odd = FindDeviceAuthView(r, "dev-5", &v);
+  ASSERT_FALSE(odd.ok());
+  EXPECT_EQ(odd.error().code, ErrorCode::kDataLoss);
+  auto absent = FindDeviceAuthView(r, "nobody", &v);
+  ASSERT_OK(absent);
+  EXPECT_FALSE(*absent);
+  auto empty = FindDeviceAuthView(r, "", &v);
+  ASSERT_OK(empty);
+  EXPECT_FALSE(*empty);
+  r.Reset();
+  EXPECT_EQ(FindDeviceAuthView(r, "dev-1", &v).error().code, ErrorCode::kFailedPrecondition);
+}
+
+// The in-place decoder walks msgpack by hand: every value type must be skipped exactly, and any
+// cut of a record must be refused, never read past.
+TEST(Store, DeviceAuthViewSkipsEveryTypeAndRefusesEveryTruncation) {
+  TempDir dir;
+  const std::string path = dir / "s";
+  { Store store = OpenOrDie(path); }
+  const std::string record = PackMap([](auto& pk) {
+    pk.pack_map(16);
+    pk.pack(std::string("x1"));
+    pk.pack_nil();
+    pk.pack(std::string("x2"));
+    pk.pack(true);
+    pk.pack(std::string("x3"));
+    pk.pack(-123456789012LL);
+    pk.pack(std::string("x4"));
+    pk.pack(18446744073709551615ULL);
+    pk.pack(std::string("x5"));
+    pk.pack(1.5);
+    pk.pack(std::string("x6"));
+    pk.pack(1.5f);
+    pk.pack(std::string("x7"));
+    pk.pack(std::string(300, 's'));  // str16
+    pk.pack(std::string("x8"));
+    pk.pack_bin(70000);              // bin32
+    pk.pack_bin_body(std::string(70000, 'b').data(), 70000);
+    pk.pack(std::string("x9"));
+    pk.pack_ext(5, 7);               // ext8
+    pk.pack_ext_body("12345", 5);
+    pk.pack(std::string("xa"));
+    pk.pack_ext(4, 7);               // fixext4
+    pk.pack_ext_body("1234", 4);
+    pk.pack(std::string("xb"));
+    pk.pack_map(1);                  // nested containers
+    pk.pack(std::string("k"));
+    pk.pack_array(20);               // array16
+    for (int i = 0; i < 20; ++i) pk.pack_array(0);
+    pk.pack(std::string("id"));
+    pk.pack(std::string("dev-1"));
+    pk.pack(std::string("st"));
+    pk.pack(std::string("retired"));
+    pk.pack(std::string("of"));
+    pk.pack_bin(32);
+    pk.pack_bin_body(std::string(32, '\x07').data(), 32);
+    pk.pack(std::string("mf"));
+    pk.pack(std::string("acme"));
+    pk.pack(-1);                     // a non-string key: the record is refused
+    pk.pack(0);
+  });
+  // The same record without the non-string key (16 -> 15 entries, last two values dropped).
+  std::string good = record.substr(0, record.size() - 2);
+  good[2] = 15;  // map16 count, low byte
+  ASSERT_EQ(static_cast<uint8_t>(good[0]), 0xde);
+  RawPut(path, "devices", "good", good);
+  RawPut(path, "devices", "badkey", record);
+  for (size_t cut = 0; cut < good.size(); cut += (cut < 400 ? 1 : 997)) {
+    RawPut(path, "devices", "cut-" + std::to_string(cut), good.substr(0, cut));
+  }
+  Store store = OpenOrDie(path);
+  ReadTxn r = BeginRead(store);
+  DeviceAuthView v;
+  auto found = FindDeviceAuthView(r, "good", &v);
+  ASSERT_OK(found);
+  EXPECT_EQ(v.state(), DeviceState::kRetired);
+  EXPECT_EQ(v.manufacturer(), "acme");
+  EXPECT_EQ(v.operational_fingerprint().size(), 32u);
+  auto full = GetDevice(r, "good");
+  ASSERT_OK(full);
+  EXPECT_EQ(full->state, DeviceState::kRetired);
+  EXPECT_EQ(FindDeviceAuthView(r, "badkey", &v).error().code, ErrorCode::kDataLoss);
+  for (size_t cut = 0; cut < good.size(); cut += (cut < 400 ? 1 : 997)) {
+    const std::string id = "cut-" + std::to_string(cut);
+    auto got = FindDeviceAuthView(r, id, &v);
+    ASSERT_FALSE(got.ok()) << id;
+    EXPECT_EQ(got.error().code, ErrorCode::kDataLoss) << id;
+    EXPECT_FALSE(GetDevice(r, id).ok()) << id;
+  }
+}
+
+TEST(Store, IsCertificateOfChecksKindAndOwner) {
+  TempDir dir;
+  Store store = OpenOrDie(dir / "s");
+  CertificateRecord op;
+  op.fingerprint = Fp(8);
+  op.device_id = "dev-1";
+  op.kind = CertificateKind::kOperational;
+  op.issuer_id = Fp(100);
+  op.serial = {1, 2, 3};
+  op.der = Bytes(600, 0x30);
+  CertificateRecord birth = op;
+  birth.fingerprint = Fp(9);
+  birth.kind = CertificateKind::kBirth;
+  {
+    WriteTxn w = BeginWrite(store);
+    ASSERT_OK(PutCertificate(w, op));
+    ASSERT_OK(PutCertificate(w, birth));
+    ASSERT_OK(w.Commit());
+  }
+  ReadTxn r = BeginRead(store);
+  auto is = [&](uint8_t fp, CertificateKind kind, std::string_view id) {
+    auto got = IsCertificateOf(r, Fp(fp), kind, id);
+    EXPECT_TRUE(got.ok()) << got.error().ToString();
+    return got.ok() && *got;
+  };
+  EXPECT_TRUE(is(8, CertificateKind::kOperational, "dev-1"));
+  EXPECT_FALSE(is(8, CertificateKind::kOperational, "dev-10"));
+  EXPECT_FALSE(is(8, CertificateKind::kOperational, "dev-"));
+  EXPECT_FALSE(is(8, CertificateKind::kBirth, "dev-1"));
+  EXPECT_TRUE(is(9, CertificateKind::kBirth, "dev-1"));
+  EXPECT_FALSE(is(9, CertificateKind::kOperational, "dev-1"));
+  EXPECT_FALSE(is(10, CertificateKind::kOperational, "dev-1"));
+  EXPECT_FALSE(is(8, CertificateKind::kOperational, ""));
 }
 
 TEST(Lifecycle, RevokeCertificateKnownAndUnknown) {

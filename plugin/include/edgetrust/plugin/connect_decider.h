@@ -30,7 +30,8 @@ enum class DenyReason : uint8_t {
   kDeviceRetired,          // 5
   kDeviceCompromised,      // 5
   kEnrollmentNotAllowed,   // 5: no group, allowlist only, re-enrollment off, other manufacturer
-  kNotCurrentCertificate,  // 6: site-issued but not the device's current operational certificate
+  kNotCurrentCertificate,  // 6: site-issued but neither the current nor an unrevoked earlier
+                           //    operational certificate of the device (renewal grace)
   kDeviceNotActive,        // 6
   kStoreUnavailable,       // 7
   kPolicyUnavailable,      // no policy loaded (cannot happen after a successful init)

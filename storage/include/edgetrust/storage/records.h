@@ -3,6 +3,8 @@
 // Fingerprints and issuer ids are SHA-256 digests (32 bytes); serials are raw bytes.
 #pragma once
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -42,6 +44,45 @@ struct DeviceRecord {
   Bytes claim_code_sha256;            // SHA-256 of the claim code, never the code
   int64_t created_at = 0;
   int64_t updated_at = 0;
+};
+
+namespace internal {
+struct DeviceAuthViewWriter;  // the in-place decoder
+}  // namespace internal
+
+// What the broker plugin needs of a device to decide a CONNECT, read in place from the stored
+// record into fixed buffers (FindDeviceAuthView): no heap allocation, so it can be kept and
+// reused on a hot path. Everything else of the record needs FindDevice.
+class DeviceAuthView {
+ public:
+  // Upper bound of X.509 CN/O/OU (RFC 5280 ub-*-name): what a certificate can carry.
+  static constexpr size_t kMaxName = 64;
+
+  DeviceState state() const { return state_; }
+  // Empty when the record has none; otherwise 1-32 bytes (a record with a longer one does not
+  // decode: fingerprints are SHA-256 digests).
+  ByteView birth_fingerprint() const { return ByteView(birth_fp_.data(), birth_fp_size_); }
+  ByteView operational_fingerprint() const {
+    return ByteView(operational_fp_.data(), operational_fp_size_);
+  }
+  // False when the stored manufacturer or model is longer than kMaxName: both then read as
+  // empty here, and a caller that needs them must use FindDevice.
+  bool names_fit() const { return names_fit_; }
+  std::string_view manufacturer() const { return {manufacturer_.data(), manufacturer_size_}; }
+  std::string_view model() const { return {model_.data(), model_size_}; }
+
+ private:
+  friend struct internal::DeviceAuthViewWriter;
+  DeviceState state_ = DeviceState::kManufactured;
+  std::array<uint8_t, 32> birth_fp_{};
+  std::array<uint8_t, 32> operational_fp_{};
+  std::array<char, kMaxName> manufacturer_{};
+  std::array<char, kMaxName> model_{};
+  uint8_t birth_fp_size_ = 0;
+  uint8_t operational_fp_size_ = 0;
+  uint8_t manufacturer_size_ = 0;
+  uint8_t model_size_ = 0;
+  bool names_fit_ = true;
 };
 
 struct CertificateRecord {

@@ -19,6 +19,10 @@ namespace edgetrust::storage {
 // --- devices (key: id) ---
 Result<std::optional<DeviceRecord>> FindDevice(const Txn& txn, std::string_view id);
 Result<DeviceRecord> GetDevice(const Txn& txn, std::string_view id);  // kNotFound if absent
+// The plugin's hot path: the device's state, fingerprints, manufacturer and model decoded in
+// place into `*out`; no heap allocation. False (and `*out` untouched) when there is no such
+// device; kDataLoss when the record is malformed, like FindDevice.
+Result<bool> FindDeviceAuthView(const Txn& txn, std::string_view id, DeviceAuthView* out);
 // Sets updated_at to now, and created_at to now when it is 0.
 Status PutDevice(WriteTxn& txn, const DeviceRecord& device);
 // Devices in id order, strictly after `after_id` ("" = from the start), at most `limit`.
@@ -32,6 +36,11 @@ Result<CertificateRecord> GetCertificate(const Txn& txn, ByteView fingerprint);
 Status PutCertificate(WriteTxn& txn, const CertificateRecord& cert);
 Result<std::vector<CertificateRecord>> ListDeviceCertificates(const Txn& txn,
                                                               std::string_view device_id);
+// True when a certificate with this fingerprint is recorded with kind `kind` for `device_id`.
+// Reads the record in place, no heap allocation. Says nothing of revocation: check that with
+// IsFingerprintRevoked / IsSerialRevoked.
+Result<bool> IsCertificateOf(const Txn& txn, ByteView fingerprint, CertificateKind kind,
+                             std::string_view device_id);
 
 // --- revocations (indexes by fingerprint and by (issuer_id, serial), plus a log) ---
 // Hot path of the plugin: no allocation.
