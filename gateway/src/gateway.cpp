@@ -18,6 +18,12 @@ constexpr size_t kBatchSize = 128;          // requests per write transaction
 constexpr size_t kMaxQueued = 20000;        // beyond this, requests are dropped (devices retry)
 constexpr uint64_t kHousekeepingMs = 30000;
 constexpr std::string_view kStampProperty = "et-cert-sha256";
+constexpr uint64_t kUpstreamWatchMs = 250;
+constexpr uint64_t kRefusedLogEveryMs = 1000;  // on_full: refuse logs at most one line a second
+constexpr uint64_t kDrainGraceMs = 3000;       // SIGTERM: how long outboxes may drain upstream
+constexpr size_t kMaxUpQueued = 100000;        // up messages awaiting lookup (one loop turn's worth)
+
+std::string Num(uint64_t v) { return std::to_string(v); }
 
 bool IsRequest(TopicKind k) { return k == TopicKind::kEnrollReq || k == TopicKind::kCertReq; }
 
@@ -60,10 +66,12 @@ Status Gateway::Start() {
   uv_signal_init(loop_, &sighup_);
   uv_timer_init(loop_, &drain_timer_);
   uv_timer_init(loop_, &housekeeping_);
+  uv_timer_init(loop_, &upstream_timer_);
   handles_open_ = true;
   for (uv_signal_t* s : {&sigterm_, &sigint_, &sighup_}) s->data = this;
   drain_timer_.data = this;
   housekeeping_.data = this;
+  upstream_timer_.data = this;
   uv_signal_start(&sigterm_, [](uv_signal_t* s, int) { static_cast<Gateway*>(s->data)->Shutdown(); },
                   SIGTERM);
   uv_signal_start(&sigint_, [](uv_signal_t* s, int) { static_cast<Gateway*>(s->data)->Shutdown(); },
@@ -74,6 +82,16 @@ Status Gateway::Start() {
     auto* self = static_cast<Gateway*>(t->data);
     self->limiter_.Prune(uv_now(self->loop_));
   }, kHousekeepingMs, kHousekeepingMs);
+
+  auto forwarder = forwarding::Forwarder::Create(loop_, &store_, PolicyOf(authority_));
+  if (!forwarder.ok()) {
+    return MakeError(forwarder.error().code, "forwarding: " + forwarder.error().message);
+  }
+  forwarder_ = std::move(forwarder).value();
+  forwarder_->OnDownlink([this](forwarding::Downlink d) { PublishDownlink(std::move(d)); });
+  uv_timer_start(&upstream_timer_, [](uv_timer_t* t) {
+    static_cast<Gateway*>(t->data)->WatchUpstreams();
+  }, kUpstreamWatchMs, kUpstreamWatchMs);
 
   mqtt::ClientOptions o;
   o.host = options_.broker_host;
@@ -97,9 +115,9 @@ Status Gateway::Start() {
       log_.Error("subscribe_refused", {{"reason", granted.empty() ? "none" : std::to_string(granted[0])}});
       return;
     }
-    if (++subacks_ == 3) log_.Info("gateway_ready");
+    if (++subacks_ == 4) log_.Info("gateway_ready");
   };
-  cb.on_closed = [this] { CloseHandles(); };
+  cb.on_closed = [this] { FinishShutdown(); };
   auto client = mqtt::UvMqttClient::Create(loop_, o, std::move(cb));
   if (!client.ok()) return client.error();
   client_ = std::move(client).value();
@@ -110,7 +128,8 @@ Status Gateway::Start() {
              {"store", options_.store_dir},
              {"policy", options_.policy_file},
              {"manufacturers", std::to_string(authority_->manufacturers.size())},
-             {"groups", std::to_string(authority_->policy.groups.size())}});
+             {"groups", std::to_string(authority_->policy.groups.size())},
+             {"upstreams", std::to_string(authority_->policy.upstreams.size())}});
   return client_->Start();
 }
 
@@ -121,7 +140,7 @@ void Gateway::OnConnect(int reason) {
   }
   const std::string& p = authority_->policy.topic_prefix;
   subacks_ = 0;
-  for (const char* suffix : {"/+/enroll/req", "/+/cert/req", "/+/state"}) {
+  for (const char* suffix : {"/+/enroll/req", "/+/cert/req", "/+/state", "/+/up/#"}) {
     auto mid = client_->Subscribe(p + suffix, 1);
     if (!mid.ok()) log_.Error("subscribe_failed", {{"error", mid.error().ToString()}});
   }
@@ -129,9 +148,22 @@ void Gateway::OnConnect(int reason) {
 }
 
 void Gateway::OnMessage(const mqtt::Message& m) {
-  if (stopping_) return;
   const std::string& prefix = authority_->policy.topic_prefix;
   auto topic = protocol::ParseDeviceTopic(prefix, m.topic);
+  if (topic && topic->kind == TopicKind::kUp) {
+    // Also while stopping: the broker has this message acknowledged already, and the session
+    // only closes once the DISCONNECT is out.
+    if (!forwarder_ || draining_ || up_queue_.size() >= kMaxUpQueued) {
+      log_.Warn("forward_dropped", {{"device", std::string(topic->device_id)},
+                                    {"msg", forwarder_ && !draining_ ? "queue full" : "stopping"}});
+      return;
+    }
+    up_queue_.push_back({std::string(topic->device_id), std::string(topic->channel), m.payload,
+                         m.qos});
+    ScheduleDrain();
+    return;
+  }
+  if (stopping_) return;
   if (!topic || (!IsRequest(topic->kind) && topic->kind != TopicKind::kState)) {
     log_.Debug("message_ignored", {{"topic", m.topic}});
     return;
@@ -166,7 +198,7 @@ void Gateway::OnMessage(const mqtt::Message& m) {
 }
 
 void Gateway::ScheduleDrain() {
-  if (drain_scheduled_ || !handles_open_) return;
+  if (drain_scheduled_ || !handles_open_ || draining_) return;
   drain_scheduled_ = true;
   // Zero timeout: runs after this loop turn has read everything that is ready, so a burst of
   // requests lands in one transaction.
@@ -176,6 +208,7 @@ void Gateway::ScheduleDrain() {
 
 void Gateway::Drain() {
   drain_scheduled_ = false;
+  ForwardUp();
   std::deque<DeviceRequest> batch;
   while (!queue_.empty() && batch.size() < kBatchSize) {
     batch.push_back(std::move(queue_.front()));
@@ -296,9 +329,24 @@ void Gateway::Reload() {
     log_.Warn("policy_reload_refused", {{"msg", "topic_prefix changes need a restart"}});
     return;
   }
+  if (forwarder_ && !draining_) {
+    // Messages already read belong to the old routes: hand them over first.
+    ForwardUp();
+    if (auto st = forwarder_->ApplyPolicy(PolicyOf(*fresh)); !st.ok()) {
+      log_.Error("policy_reload_refused", {{"error", st.error().ToString()},
+                                           {"msg", "keeping the running policy"}});
+      return;
+    }
+  }
   authority_ = std::move(fresh).value();
+  std::string routes;
+  for (const auto& g : authority_->policy.groups) {
+    if (!routes.empty()) routes += ',';
+    routes += g.name + "->" + (g.route.empty() ? "-" : g.route);
+  }
   log_.Info("policy_reloaded", {{"groups", std::to_string(authority_->policy.groups.size())},
-                                {"manufacturers", std::to_string(authority_->manufacturers.size())}});
+                                {"manufacturers", std::to_string(authority_->manufacturers.size())},
+                                {"routes", routes}});
 }
 
 void Gateway::Shutdown() {
@@ -308,10 +356,23 @@ void Gateway::Shutdown() {
   while (!queue_.empty()) Drain();
   stopping_ = true;
   if (client_) {
-    client_->Stop();
+    client_->Stop();  // on_closed → FinishShutdown
   } else {
-    CloseHandles();
+    FinishShutdown();
   }
+}
+
+void Gateway::FinishShutdown() {
+  if (draining_) return;
+  ForwardUp();
+  draining_ = true;
+  if (!handles_open_ || !forwarder_) {
+    if (forwarder_) forwarder_->Stop();
+    CloseHandles();
+    return;
+  }
+  // The next tick of upstream_timer_ (the Forwarder's open batch commits before it) decides.
+  drain_deadline_ = uv_now(loop_) + kDrainGraceMs;
 }
 
 void Gateway::CloseHandles() {
@@ -321,10 +382,151 @@ void Gateway::CloseHandles() {
                          reinterpret_cast<uv_handle_t*>(&sigint_),
                          reinterpret_cast<uv_handle_t*>(&sighup_),
                          reinterpret_cast<uv_handle_t*>(&drain_timer_),
-                         reinterpret_cast<uv_handle_t*>(&housekeeping_)}) {
+                         reinterpret_cast<uv_handle_t*>(&housekeeping_),
+                         reinterpret_cast<uv_handle_t*>(&upstream_timer_)}) {
     uv_close(h, nullptr);
   }
   log_.Info("gateway_stopped");
+}
+
+}  // namespace edgetrust::gateway
+
+namespace edgetrust::gateway {
+
+std::shared_ptr<const policies::Policy> Gateway::PolicyOf(
+    const std::shared_ptr<const SiteAuthority>& authority) const {
+  return std::shared_ptr<const policies::Policy>(authority, &authority->policy);
+}
+
+// One read transaction for everything that arrived in this loop turn; each device looked up once.
+void Gateway::ForwardUp() {
+  if (up_queue_.empty() || !forwarder_) return;
+  std::vector<UpMessage> work = std::move(up_queue_);
+  up_queue_.clear();
+  auto txn = store_.BeginRead();
+  if (!txn.ok()) {
+    log_.Error("forward_failed", {{"messages", Num(work.size())}, {"error", txn.error().ToString()}});
+    return;
+  }
+  struct Verdict {
+    bool active = false;
+    std::string group;
+  };
+  std::map<std::string, Verdict, std::less<>> verdicts;
+  for (auto& m : work) {
+    auto it = verdicts.find(m.device_id);
+    if (it == verdicts.end()) {
+      Verdict v;
+      auto rec = storage::FindDevice(*txn, m.device_id);
+      if (!rec.ok()) {
+        log_.Error("forward_failed", {{"device", m.device_id}, {"error", rec.error().ToString()}});
+      } else if (rec->has_value() && (*rec)->state == storage::DeviceState::kActive) {
+        v.active = true;
+        v.group = (*rec)->group;
+      }
+      it = verdicts.emplace(m.device_id, std::move(v)).first;
+      if (!it->second.active && rec.ok()) {
+        log_.Warn("forward_refused", {{"device", m.device_id}, {"msg", "device not active"}});
+      }
+    }
+    if (!it->second.active) continue;
+    std::string device = m.device_id;
+    forwarder_->Submit(m.device_id, it->second.group, m.channel, std::move(m.payload), m.qos,
+                       [this, device](Status st) {
+                         if (st.ok()) return;
+                         if (st.error().code == ErrorCode::kResourceExhausted) {
+                           // on_full: refuse — counted, summarised by WatchUpstreams.
+                           ++refused_unlogged_;
+                           return;
+                         }
+                         log_.Error("forward_failed",
+                                    {{"device", device}, {"error", st.error().ToString()}});
+                       });
+  }
+}
+
+void Gateway::PublishDownlink(forwarding::Downlink d) {
+  const std::string& prefix = authority_->policy.topic_prefix;
+  std::string topic = protocol::BuildTopic(prefix, d.device_id, TopicKind::kDown, d.channel);
+  // The cloud side chooses device and channel: only a well-formed device topic goes out.
+  auto parsed = protocol::ParseDeviceTopic(prefix, topic);
+  if (!parsed || parsed->kind != TopicKind::kDown || parsed->device_id != d.device_id) {
+    log_.Warn("downlink_refused", {{"device", d.device_id}, {"channel", d.channel},
+                                   {"msg", "not a valid device topic"}});
+    return;
+  }
+  if (!client_ || !client_->connected()) {
+    log_.Warn("downlink_not_sent", {{"topic", topic}, {"msg", "broker not connected"}});
+    return;
+  }
+  auto mid = client_->Publish(topic, d.payload, 1);
+  if (!mid.ok()) {
+    log_.Warn("downlink_not_sent", {{"topic", topic}, {"error", mid.error().ToString()}});
+    return;
+  }
+  log_.Debug("downlink", {{"topic", topic}, {"bytes", Num(d.payload.size())}});
+}
+
+void Gateway::WatchUpstreams() {
+  if (!forwarder_) return;
+  const uint64_t now = uv_now(loop_);
+  for (const auto& [name, c] : forwarder_->counters()) {
+    auto& seen = upstream_seen_[name];
+    if (c.connects != seen.first || c.disconnects != seen.second) {
+      // Between two looks the upstream may have dropped and come back: log both changes, in
+      // the order they must have happened.
+      const bool was_up = seen.first > seen.second;
+      const bool up = c.connects > c.disconnects;
+      auto down = [&] {
+        log_.Warn("upstream_down", {{"upstream", name}, {"disconnects", Num(c.disconnects)}});
+      };
+      auto upl = [&] {
+        log_.Info("upstream_up", {{"upstream", name}, {"connects", Num(c.connects)}});
+      };
+      if (was_up) {
+        if (c.disconnects > seen.second) down();
+        if (up && c.connects > seen.first) upl();
+      } else {
+        if (c.connects > seen.first) upl();
+        if (!up && c.disconnects > seen.second) down();
+      }
+      seen = {c.connects, c.disconnects};
+    }
+    uint64_t& dropped = dropped_seen_[name];
+    if (c.dropped != dropped) {
+      log_.Warn("queue_full_dropped", {{"upstream", name}, {"dropped", Num(c.dropped - dropped)},
+                                       {"total", Num(c.dropped)}});
+      dropped = c.dropped;
+    }
+  }
+  if (refused_unlogged_ > 0 && (refused_logged_at_ == 0 || now - refused_logged_at_ >= kRefusedLogEveryMs)) {
+    log_.Warn("queue_full_refused", {{"refused", Num(refused_unlogged_)},
+                                     {"msg", "on_full: refuse; messages not forwarded"}});
+    refused_unlogged_ = 0;
+    refused_logged_at_ = now;
+  }
+  if (!draining_) return;
+  bool waiting = false;
+  if (now < drain_deadline_) {
+    for (const auto& name : forwarder_->ActiveUpstreams()) {
+      const auto& c = forwarder_->Counters(name);
+      if (c.connects <= c.disconnects) continue;  // down: nothing will drain now
+      auto usage = forwarder_->QueueUsage(name);
+      if (usage.ok() && usage->count > 0) waiting = true;
+    }
+  }
+  if (waiting) return;
+  uint64_t left = 0;
+  for (const auto& name : forwarder_->ActiveUpstreams()) {
+    auto usage = forwarder_->QueueUsage(name);
+    if (!usage.ok() || usage->count == 0) continue;
+    left += usage->count;
+    log_.Info("outbox_kept", {{"upstream", name}, {"messages", Num(usage->count)},
+                              {"bytes", Num(usage->bytes)}});
+  }
+  forwarder_->Stop();
+  log_.Info("forwarding_stopped", {{"queued", Num(left)}});
+  CloseHandles();
 }
 
 }  // namespace edgetrust::gateway

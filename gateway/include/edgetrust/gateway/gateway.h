@@ -8,6 +8,13 @@
 // requests queued while we were away are delivered) → disconnected → back-off → connecting …;
 // SIGTERM: stop taking requests, finish the queue, disconnect, close every handle, exit 0.
 //
+// Forwarding: et/+/up/# (QoS 1, same persistent session) goes to the Forwarder for devices
+// whose stored state is `active`, routed by the group in their device record; the Forwarder's
+// down-links are published on et/{id}/down/{channel}. SIGHUP hands the new policy to the
+// Forwarder too (a route switch moves devices without reconnecting them). On SIGTERM the broker
+// session closes first (the broker keeps queueing for us), then the outboxes get a short grace
+// to drain upstream, then the Forwarder stops; what is left stays in the durable outbox.
+//
 // Fault injection for tests (environment, never set in production):
 //   ET_GATEWAY_FAULT=before_commit[:enroll|:renew]  SIGKILL itself after issuing a certificate,
 //                                                   before the transaction commits
@@ -16,11 +23,16 @@
 
 #include <uv.h>
 
+#include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "edgetrust/common/result.h"
+#include "edgetrust/forwarding/forwarder.h"
 #include "edgetrust/gateway/enrollment_service.h"
 #include "edgetrust/gateway/event_log.h"
 #include "edgetrust/gateway/options.h"
@@ -57,6 +69,20 @@ class Gateway {
   void Publish(const Reply& reply);
   void MaybeFault(std::string_view point, bool enroll, bool renew);
   void CloseHandles();
+  void ForwardUp();
+  void PublishDownlink(forwarding::Downlink d);
+  void WatchUpstreams();
+  void FinishShutdown();
+  std::shared_ptr<const policies::Policy> PolicyOf(
+      const std::shared_ptr<const SiteAuthority>& authority) const;
+
+  // An et/{id}/up/{channel} message waiting for its device lookup.
+  struct UpMessage {
+    std::string device_id;
+    std::string channel;
+    Bytes payload;
+    int qos = 1;
+  };
 
   uv_loop_t* loop_;
   GatewayOptions options_;
@@ -67,6 +93,14 @@ class Gateway {
   RateLimiter limiter_;
   std::unique_ptr<mqtt::UvMqttClient> client_;
   std::deque<DeviceRequest> queue_;
+  std::unique_ptr<forwarding::Forwarder> forwarder_;
+  std::vector<UpMessage> up_queue_;
+  // Last connects/disconnects seen per upstream, to log each state change once.
+  std::map<std::string, std::pair<uint64_t, uint64_t>> upstream_seen_;
+  std::map<std::string, uint64_t> dropped_seen_;
+  uint64_t refused_unlogged_ = 0;  // on_full: refuse, not yet summarised in the log
+  uint64_t refused_logged_at_ = 0;
+  uint64_t drain_deadline_ = 0;    // loop ms; SIGTERM's grace for the outboxes
   std::string fault_;
 
   uv_signal_t sigterm_{};
@@ -74,9 +108,11 @@ class Gateway {
   uv_signal_t sighup_{};
   uv_timer_t drain_timer_{};
   uv_timer_t housekeeping_{};
-  int subacks_ = 0;  // "gateway_ready" once all three subscriptions are granted
+  uv_timer_t upstream_timer_{};
+  int subacks_ = 0;  // "gateway_ready" once all four subscriptions are granted
   bool drain_scheduled_ = false;
   bool stopping_ = false;
+  bool draining_ = false;  // broker session closed, outboxes draining
   bool handles_open_ = false;
   int open_handles_ = 0;
 };
