@@ -290,7 +290,8 @@ CommandOutcome SiteAddManufacturer(const ParsedArgs& args) {
   std::cout << "manufacturer " << name << " trusted: " << ca_copy << " (" << ca->subject.ToString()
             << ", sha256 " << ShortFingerprint(ca->fingerprint) << "…)\n"
             << "updated " << files.policy << " and " << files.trust_pem
-            << "; reload mosquitto and the gateway (SIGHUP) to apply\n";
+            << "; restart mosquitto (it reads its cafile only at start) and reload the gateway "
+               "(SIGHUP) to apply\n";
   return std::monostate{};
 }
 
@@ -422,8 +423,8 @@ std::vector<CommandSpec> SiteCommands() {
            "Copies the manufacturer's CA certificate to DIR/manufacturer-NAME.pem, adds it under\n"
            "trust.manufacturers in DIR/policy.yaml and rebuilds DIR/trust.pem (site CA + every\n"
            "manufacturer CA). Refuses a certificate that is not a CA, and a name already\n"
-           "trusted unless --force (which replaces that manufacturer's CA). Reload mosquitto\n"
-           "and the gateway (SIGHUP) afterwards.",
+           "trusted unless --force (which replaces that manufacturer's CA). Afterwards restart\n"
+           "mosquitto (2.0 reads its cafile only at start) and reload the gateway (SIGHUP).",
        .options = {{"dir", "DIR", "site directory (made by site init)", true},
                    {"name", "NAME", "manufacturer name, as in birth certificates' O", true},
                    {"ca", "FILE", "the manufacturer's CA certificate (PEM or DER)", true},
