@@ -15,14 +15,12 @@ std::string HexEncode(ByteView bytes) {
   return out;
 }
 
-namespace {
-int HexValue(char c) {
+int HexDigitValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
 }
-}  // namespace
 
 std::optional<Bytes> HexDecode(std::string_view hex) {
   Bytes out;
@@ -33,7 +31,7 @@ std::optional<Bytes> HexDecode(std::string_view hex) {
       if (high >= 0) return std::nullopt;  // separator inside a byte
       continue;
     }
-    int v = HexValue(c);
+    int v = HexDigitValue(c);
     if (v < 0) return std::nullopt;
     if (high < 0) {
       high = v;

@@ -61,13 +61,6 @@ Result<Bytes> HmacSha256(ByteView key, std::string_view message) {
   return mac;
 }
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 }  // namespace
 
 std::string UrlEncode(std::string_view text) {
@@ -99,8 +92,8 @@ Result<std::string> UrlDecode(std::string_view text) {
     if (i + 2 >= text.size()) {
       return MakeError(ErrorCode::kInvalidArgument, "truncated percent escape");
     }
-    int hi = HexValue(text[i + 1]);
-    int lo = HexValue(text[i + 2]);
+    int hi = HexDigitValue(text[i + 1]);
+    int lo = HexDigitValue(text[i + 2]);
     if (hi < 0 || lo < 0) return MakeError(ErrorCode::kInvalidArgument, "bad percent escape");
     out.push_back(static_cast<char>(hi * 16 + lo));
     i += 2;

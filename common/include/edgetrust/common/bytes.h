@@ -24,6 +24,8 @@ inline std::string_view AsChars(ByteView b) {
 
 // Lower-case hex.
 std::string HexEncode(ByteView bytes);
+// Value of one hex digit (either case), or -1 when `c` is not one.
+int HexDigitValue(char c);
 // Accepts upper or lower case and optional ':' separators ("AB:CD" or "abcd"); nullopt if malformed.
 std::optional<Bytes> HexDecode(std::string_view hex);
 
