@@ -78,7 +78,7 @@ struct Forwarder::Impl {
         store(s),
         policy(std::move(p)),
         options(std::move(o)),
-        batch_timer(l, [this] { Flush(); }),
+        batch_timer(l, [this] { (void)Flush(); }),
         retry_timer(l, [this] { PumpAll(); }),
         housekeeping_timer(l, [this] { Housekeeping(); }) {}
 
@@ -219,9 +219,9 @@ struct Forwarder::Impl {
     return ctx;
   }
 
-  void Flush() {
+  Status Flush() {
     batch_timer.Stop();
-    if (batch.empty() && removals.empty()) return;
+    if (batch.empty() && removals.empty()) return OkStatus();
     std::vector<Submission> work = std::move(batch);
     batch.clear();
     std::vector<std::pair<std::string, uint64_t>> removing = std::move(removals);
@@ -286,7 +286,7 @@ struct Forwarder::Impl {
       }
       std::fprintf(stderr, "forwarding: outbox commit failed: %s\n", failure.error().ToString().c_str());
       if (!removals.empty()) batch_timer.Start(100);
-      return;
+      return failure;
     }
     unrouted += unrouted_delta;
     for (const auto& [name, d] : delta) {
@@ -312,6 +312,7 @@ struct Forwarder::Impl {
       if (work[i].done) work[i].done(results[i]);
     }
     PumpAll();
+    return OkStatus();
   }
 
   // Dropped messages are gone from the outbox: forget what was read but not sent, read again.
@@ -502,13 +503,15 @@ void Forwarder::Submit(std::string_view device_id, std::string_view group,
 Status Forwarder::ApplyPolicy(std::shared_ptr<const policies::Policy> policy) {
   if (!policy) return MakeError(ErrorCode::kInvalidArgument, "no policy");
   // Batched submissions were made under the old policy's routes: commit them first.
-  impl_->Flush();
+  (void)impl_->Flush();
   return impl_->Apply(std::move(policy));
 }
 
+Status Forwarder::Flush() { return impl_->Flush(); }
+
 void Forwarder::Stop() {
   if (impl_->stopping) return;
-  impl_->Flush();
+  (void)impl_->Flush();
   impl_->stopping = true;
   for (auto& [name, u] : impl_->upstreams) impl_->Retire(*u);
   impl_->upstreams.clear();

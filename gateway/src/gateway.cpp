@@ -104,12 +104,14 @@ Status Gateway::Start() {
   o.keepalive = 30;
   o.clean_start = false;  // the broker keeps our subscriptions and queues requests while we are away
   o.session_expiry = options_.session_expiry_seconds;
+  o.hold_acks = true;  // device data is acknowledged only once it is in the outbox
   mqtt::ClientCallbacks cb;
   cb.on_connect = [this](int reason) { OnConnect(reason); };
   cb.on_disconnect = [this](int reason) {
     if (!stopping_) log_.Warn("broker_disconnected", {{"reason", std::to_string(reason)}});
   };
   cb.on_message = [this](const mqtt::Message& m) { OnMessage(m); };
+  cb.on_received = [this] { return OnReceived(); };
   cb.on_subscribe = [this](int, const std::vector<int>& granted) {
     if (granted.empty() || granted[0] >= 0x80) {
       log_.Error("subscribe_refused", {{"reason", granted.empty() ? "none" : std::to_string(granted[0])}});
@@ -151,11 +153,14 @@ void Gateway::OnMessage(const mqtt::Message& m) {
   const std::string& prefix = authority_->policy.topic_prefix;
   auto topic = protocol::ParseDeviceTopic(prefix, m.topic);
   if (topic && topic->kind == TopicKind::kUp) {
-    // Also while stopping: the broker has this message acknowledged already, and the session
-    // only closes once the DISCONNECT is out.
-    if (!forwarder_ || draining_ || up_queue_.size() >= kMaxUpQueued) {
+    if (!forwarder_) {
       log_.Warn("forward_dropped", {{"device", std::string(topic->device_id)},
-                                    {"msg", forwarder_ && !draining_ ? "queue full" : "stopping"}});
+                                    {"msg", "forwarding is not running"}});
+      return;
+    }
+    if (draining_ || up_queue_.size() >= kMaxUpQueued) {
+      // Not acknowledged: the broker keeps it in our session and delivers it again.
+      keep_failed_ = true;
       return;
     }
     up_queue_.push_back({std::string(topic->device_id), std::string(topic->channel), m.payload,
@@ -398,21 +403,34 @@ std::shared_ptr<const policies::Policy> Gateway::PolicyOf(
   return std::shared_ptr<const policies::Policy>(authority, &authority->policy);
 }
 
+bool Gateway::OnReceived() {
+  bool kept = ForwardUp() && !keep_failed_;
+  if (forwarder_) {
+    if (auto st = forwarder_->Flush(); !st.ok()) kept = false;
+  }
+  if (keep_failed_) {
+    log_.Warn("forward_deferred", {{"msg", draining_ ? "stopping" : "queue full"}});
+  }
+  keep_failed_ = false;
+  return kept;
+}
+
 // One read transaction for everything that arrived in this loop turn; each device looked up once.
-void Gateway::ForwardUp() {
-  if (up_queue_.empty() || !forwarder_) return;
+bool Gateway::ForwardUp() {
+  if (up_queue_.empty() || !forwarder_) return true;
   std::vector<UpMessage> work = std::move(up_queue_);
   up_queue_.clear();
   auto txn = store_.BeginRead();
   if (!txn.ok()) {
     log_.Error("forward_failed", {{"messages", Num(work.size())}, {"error", txn.error().ToString()}});
-    return;
+    return false;
   }
   struct Verdict {
     bool active = false;
     std::string group;
   };
   std::map<std::string, Verdict, std::less<>> verdicts;
+  bool kept = true;
   for (auto& m : work) {
     auto it = verdicts.find(m.device_id);
     if (it == verdicts.end()) {
@@ -420,6 +438,7 @@ void Gateway::ForwardUp() {
       auto rec = storage::FindDevice(*txn, m.device_id);
       if (!rec.ok()) {
         log_.Error("forward_failed", {{"device", m.device_id}, {"error", rec.error().ToString()}});
+        kept = false;
       } else if (rec->has_value() && (*rec)->state == storage::DeviceState::kActive) {
         v.active = true;
         v.group = (*rec)->group;
@@ -443,6 +462,7 @@ void Gateway::ForwardUp() {
                                     {{"device", device}, {"error", st.error().ToString()}});
                        });
   }
+  return kept;
 }
 
 void Gateway::PublishDownlink(forwarding::Downlink d) {

@@ -71,6 +71,7 @@ struct UvMqttClient::Impl {
   bool detached = false;      // the public object is gone: no more callbacks, free when closed
   int in_mosq = 0;            // depth of calls into libmosquitto (callbacks run inside them)
   int lost_reason = MOSQ_ERR_CONN_LOST;
+  bool received = false;  // hold_acks: messages delivered since on_received last ran
   int attempts = 0;
   uint64_t attempt_started_ms = 0;
   std::minstd_rand rng{std::random_device{}()};
@@ -106,6 +107,7 @@ struct UvMqttClient::Impl {
                         const mosquitto_property* props) {
     auto* self = static_cast<Impl*>(obj);
     if (self->detached || !self->callbacks.on_message) return;
+    self->received = self->options.hold_acks;
     Message msg;
     msg.topic = m->topic ? m->topic : "";
     const auto* p = static_cast<const uint8_t*>(m->payload);
@@ -155,8 +157,19 @@ struct UvMqttClient::Impl {
       }
     } else {
       if (events & UV_READABLE) rc = mosquitto_loop_read(self->mosq, 1);
-      if (rc == MOSQ_ERR_SUCCESS && (events & UV_WRITABLE) &&
-          mosquitto_socket(self->mosq) == w->fd) {
+      if (self->received) {
+        self->received = false;
+        if (!self->detached && self->callbacks.on_received && !self->callbacks.on_received()) {
+          // Drop the connection with the acknowledgements still unwritten.
+          self->in_mosq--;
+          self->Abort();
+          return;
+        }
+      }
+      // With hold_acks libmosquitto only queues: write what the read queued now.
+      const bool write = (events & UV_WRITABLE) ||
+                         (self->options.hold_acks && mosquitto_want_write(self->mosq));
+      if (rc == MOSQ_ERR_SUCCESS && write && mosquitto_socket(self->mosq) == w->fd) {
         rc = mosquitto_loop_write(self->mosq, 1);
       }
     }
@@ -235,6 +248,14 @@ struct UvMqttClient::Impl {
       // DISCONNECT written; libmosquitto closes the socket itself, but do not rely on it.
       FinishStop();
     }
+  }
+
+  // Ends the connection at once, writing nothing more (held acknowledgements included).
+  void Abort() {
+    int fd = mosquitto_socket(mosq);
+    if (fd >= 0) shutdown(fd, SHUT_RDWR);
+    lost_reason = MOSQ_ERR_CONN_LOST;
+    ConnectionLost();
   }
 
   void ConnectionLost() {
@@ -407,6 +428,8 @@ Result<std::unique_ptr<UvMqttClient>> UvMqttClient::Create(uv_loop_t* loop, Clie
   mosquitto_int_option(impl->mosq, MOSQ_OPT_PROTOCOL_VERSION,
                        o.protocol == 5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
   mosquitto_int_option(impl->mosq, MOSQ_OPT_TCP_NODELAY, 1);
+  // "Threaded" only tells libmosquitto not to write from inside its calls; it starts no thread.
+  if (o.hold_acks) mosquitto_threaded_set(impl->mosq, true);
   mosquitto_connect_v5_callback_set(impl->mosq, &Impl::OnConnect);
   mosquitto_disconnect_v5_callback_set(impl->mosq, &Impl::OnDisconnect);
   mosquitto_publish_v5_callback_set(impl->mosq, &Impl::OnPublish);

@@ -110,6 +110,8 @@ class UvMqttClientTest : public ::testing::Test {
     std::vector<Message> messages;
     std::map<int, std::vector<int>> subacks;
     std::map<int, int> pubacks;
+    bool keep = true;    // what on_received answers (hold_acks)
+    int received_batches = 0;
   };
 
   UvMqttClient* NewClient(ClientOptions o, Probe* probe) {
@@ -123,6 +125,10 @@ class UvMqttClientTest : public ::testing::Test {
     cb.on_subscribe = [probe](int mid, const std::vector<int>& g) { probe->subacks[mid] = g; };
     cb.on_publish_ack = [probe](int mid, int reason) { probe->pubacks[mid] = reason; };
     cb.on_closed = [probe] { probe->closed = true; };
+    cb.on_received = [probe] {
+      probe->received_batches++;
+      return probe->keep;
+    };
     auto c = UvMqttClient::Create(&loop_, std::move(o), std::move(cb));
     EXPECT_TRUE(c.ok()) << (c.ok() ? "" : c.error().ToString());
     if (!c.ok()) return nullptr;
@@ -301,6 +307,45 @@ TEST_F(UvMqttClientTest, PersistentSessionKeepsSubscriptionsAcrossConnections) {
   ASSERT_TRUE(RunUntil([&] { return !p2.messages.empty(); }));
   EXPECT_EQ(std::string(p2.messages[0].payload.begin(), p2.messages[0].payload.end()),
             "while-away");
+}
+
+// hold_acks: a message is acknowledged only once on_received kept it. Refused, the connection
+// drops unacknowledged and the broker delivers the message again; kept, it is acknowledged and
+// never comes back, not even to a new connection of the same session.
+TEST_F(UvMqttClientTest, HeldAcknowledgementsAreWrittenOnlyForKeptMessages) {
+  ClientOptions o = Tls("held-1");
+  o.clean_start = false;
+  o.session_expiry = 300;
+  o.hold_acks = true;
+  Probe p1;
+  UvMqttClient* c1 = NewClient(o, &p1);
+  ASSERT_TRUE(c1->Start().ok());
+  ASSERT_TRUE(RunUntil([&] { return c1->connected(); }));
+  SubscribeAndWait(c1, &p1, "held/#", 1);
+
+  edgetrust::testing::TestClient other("pub-held");
+  ASSERT_EQ(other.Connect(plain_port_, {}), 0);
+  p1.keep = false;
+  ASSERT_EQ(other.Publish("held/1", "first", 1), 0);
+  // Refused twice: delivered, dropped, delivered again after each reconnect.
+  ASSERT_TRUE(RunUntil([&] { return p1.messages.size() >= 3; }));
+  EXPECT_GE(p1.disconnects, 2);
+  for (const Message& m : p1.messages) EXPECT_EQ(m.topic, "held/1");
+  p1.keep = true;
+  const size_t before = p1.messages.size();
+  ASSERT_TRUE(RunUntil([&] { return p1.messages.size() > before && c1->connected(); }));
+  const int disconnects = p1.disconnects;
+  c1->Stop();
+  ASSERT_TRUE(RunUntil([&] { return p1.closed; }));
+  EXPECT_EQ(p1.disconnects, disconnects + 1);  // only the Stop
+
+  ASSERT_EQ(other.Publish("held/2", "marker", 1), 0);
+  Probe p2;
+  UvMqttClient* c2 = NewClient(o, &p2);
+  ASSERT_TRUE(c2->Start().ok());
+  ASSERT_TRUE(RunUntil([&] { return !p2.messages.empty(); }));
+  EXPECT_EQ(p2.messages[0].topic, "held/2") << "an acknowledged message came back";
+  EXPECT_GE(p2.received_batches, 1);
 }
 
 TEST_F(UvMqttClientTest, Mqtt311Works) {

@@ -66,6 +66,11 @@ class Forwarder {
   void Submit(std::string_view device_id, std::string_view group, std::string_view channel,
               Bytes payload, int qos, SubmitDone done);
 
+  // Commits what is batched now instead of at the batch timer; the submissions' `done` callbacks
+  // have run when it returns. For a caller that may acknowledge its sources only once their
+  // messages are durable. The error is the commit's (every batched `done` got it too).
+  Status Flush();
+
   // Swaps the policy. New messages follow the new routes at once; what is queued for an upstream
   // is still delivered there; an upstream nothing routes to any more is stopped once its outbox
   // is empty; an upstream whose settings changed reconnects with the new ones.

@@ -69,7 +69,11 @@ class Gateway {
   void Publish(const Reply& reply);
   void MaybeFault(std::string_view point, bool enroll, bool renew);
   void CloseHandles();
-  void ForwardUp();
+  // Hands what this read delivered to the outbox; false when it could not be kept (store error).
+  bool ForwardUp();
+  // The broker client's on_received: make this read's device data durable before it is
+  // acknowledged; false drops the connection unacknowledged (the broker delivers it again).
+  bool OnReceived();
   void PublishDownlink(forwarding::Downlink d);
   void WatchUpstreams();
   void FinishShutdown();
@@ -98,6 +102,7 @@ class Gateway {
   // Last connects/disconnects seen per upstream, to log each state change once.
   std::map<std::string, std::pair<uint64_t, uint64_t>> upstream_seen_;
   std::map<std::string, uint64_t> dropped_seen_;
+  bool keep_failed_ = false;  // this read held device data that could not be kept
   uint64_t refused_unlogged_ = 0;  // on_full: refuse, not yet summarised in the log
   uint64_t refused_logged_at_ = 0;
   uint64_t drain_deadline_ = 0;    // loop ms; SIGTERM's grace for the outboxes

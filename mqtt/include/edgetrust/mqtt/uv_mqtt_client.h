@@ -57,6 +57,12 @@ struct ClientOptions {
   bool reconnect = true;
   std::chrono::milliseconds reconnect_min{500};
   std::chrono::milliseconds reconnect_max{30000};
+  // Acknowledge received QoS 1/2 messages only after on_received returned true. libmosquitto
+  // queues a PUBACK/PUBREC before it hands the message over; with this on, nothing queued is
+  // written until the read that delivered the messages has been answered by on_received, so a
+  // consumer that makes messages durable there never has one acknowledged that a crash loses.
+  // (Every packet then leaves from the loop's write step, one loop turn later at most.)
+  bool hold_acks = false;
 };
 
 struct Message {
@@ -76,6 +82,11 @@ struct ClientCallbacks {
   // when options.reconnect is on and Stop was not called.
   std::function<void(int reason)> on_disconnect;
   std::function<void(const Message& message)> on_message;
+  // With options.hold_acks: runs after each read that delivered messages, before their
+  // acknowledgements are written. Return false when they could not be kept: the connection is
+  // then dropped without acknowledging them, and the broker delivers them again (persistent
+  // session) after the reconnect.
+  std::function<bool()> on_received;
   // PUBACK/PUBCOMP for QoS > 0 (reason >= 0x80 = refused by the broker), or the message written
   // to the socket for QoS 0.
   std::function<void(int mid, int reason)> on_publish_ack;
