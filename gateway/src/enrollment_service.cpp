@@ -231,7 +231,8 @@ Result<Outcome> EnrollmentService::Enroll(storage::WriteTxn& txn, const SiteAuth
       o.fields = {{"device", id}, {"rid", m.rid}, {"cert", Short(granted->fingerprint)}};
       return o;
     }
-    if (!ep.reenroll) {
+    // A certificate never seen in use may never have reached the device: not a re-enrollment.
+    if (!ep.reenroll && !device->operational_unconfirmed) {
       return refuse(protocol::kErrStateForbidden,
                     "device is active and group " + group->name + " does not allow re-enrollment");
     }
@@ -306,6 +307,7 @@ Result<Outcome> EnrollmentService::Enroll(storage::WriteTxn& txn, const SiteAuth
   d.birth_fingerprint = ToBytes(birth->fingerprint);
   d.operational_fingerprint = ToBytes(cert->fingerprint);
   d.operational_not_after = cert->not_after;
+  d.operational_unconfirmed = true;  // until a state message is stamped with it
   if (!m.fw.empty()) d.fw = m.fw;
   ET_RETURN_IF_ERROR(storage::PutDevice(txn, d));
   storage::AuditRecord audit;
@@ -404,6 +406,9 @@ Result<Outcome> EnrollmentService::Renew(storage::WriteTxn& txn, const SiteAutho
   storage::DeviceRecord d = *device;
   d.operational_fingerprint = ToBytes(cert->fingerprint);
   d.operational_not_after = cert->not_after;
+  // Renewing over an operational connection: the device has its certificates in use; a lost
+  // answer is covered by the grace of the presented one.
+  d.operational_unconfirmed = false;
   if (!m.fw.empty()) d.fw = m.fw;
   ET_RETURN_IF_ERROR(storage::PutDevice(txn, d));
   storage::AuditRecord audit;
@@ -451,6 +456,7 @@ Result<Outcome> EnrollmentService::State(storage::WriteTxn& txn, const DeviceReq
   if (!m->fw.empty()) d.fw = m->fw;
   if (d.model.empty()) d.model = m->model;
   if (*stamp == device->operational_fingerprint) {
+    d.operational_unconfirmed = false;
     // First use of a renewed certificate ends the grace of the one before it.
     ET_ASSIGN_OR_RETURN(auto live, LiveOperational(txn, req.device_id));
     for (const auto& c : live) {

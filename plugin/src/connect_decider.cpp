@@ -198,7 +198,10 @@ Result<Decision> ConnectDecider::DecideWithStore(std::string_view cn, const pki:
     return Deny(DenyReason::kNotCurrentCertificate, "not the birth certificate on record");
   }
   if (group == nullptr) return Deny(DenyReason::kEnrollmentNotAllowed, "no policy group matches");
-  if (device.state() == DeviceState::kActive && !group->enrollment.reenroll) {
+  // An operational certificate never seen in use may not have reached the device (the gateway
+  // or the device died after the commit): its birth certificate may still ask again.
+  if (device.state() == DeviceState::kActive && !group->enrollment.reenroll &&
+      !device.operational_unconfirmed()) {
     return Deny(DenyReason::kEnrollmentNotAllowed, "active and re-enrollment is off");
   }
   return Allow(Role::kEnrolling);

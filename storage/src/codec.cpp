@@ -42,6 +42,13 @@ class MapWriter {
     packer_.pack(v);
     return *this;
   }
+  // Written only when true: a record without the key reads as false.
+  MapWriter& TrueOnly(std::string_view key, bool v) {
+    if (!v) return *this;
+    Key(key);
+    packer_.pack_true();
+    return *this;
+  }
   std::string Finish() {
     std::string out;
     out.reserve(body_.size() + 5);
@@ -102,6 +109,11 @@ bool GetUnsigned(const msgpack::object& v, U* out) {
   return false;
 }
 bool Get(const msgpack::object& v, uint64_t* out) { return GetUnsigned(v, out); }
+bool Get(const msgpack::object& v, bool* out) {
+  if (v.type != msgpack::type::BOOLEAN) return false;
+  *out = v.via.boolean;
+  return true;
+}
 bool Get(const msgpack::object& v, uint32_t* out) { return GetUnsigned(v, out); }
 bool Get(const msgpack::object& v, uint8_t* out) { return GetUnsigned(v, out); }
 
@@ -194,6 +206,13 @@ class InPlaceReader {
     if (!ReadBe(t == 0xc4 ? 1 : t == 0xc5 ? 2 : 4, &len) || !Need(len)) return Rewind(start);
     *out = ByteView(p_, len);
     p_ += len;
+    return true;
+  }
+
+  // The next value if it is a bool; as Str otherwise.
+  bool Bool(bool* out) {
+    if (at_end() || (*p_ != 0xc2 && *p_ != 0xc3)) return false;
+    *out = *p_++ == 0xc3;
     return true;
   }
 
@@ -301,6 +320,7 @@ std::string Encode(const DeviceRecord& r) {
       .Bin("bf", r.birth_fingerprint)
       .Bin("of", r.operational_fingerprint)
       .Int("on", r.operational_not_after)
+      .TrueOnly("ou", r.operational_unconfirmed)
       .Str("fw", r.fw)
       .Bin("cc", r.claim_code_sha256)
       .Int("ca", r.created_at)
@@ -327,6 +347,7 @@ Status Decode(ByteView data, DeviceRecord* r) {
     if (k == "bf") return Get(v, &r->birth_fingerprint);
     if (k == "of") return Get(v, &r->operational_fingerprint);
     if (k == "on") return Get(v, &r->operational_not_after);
+    if (k == "ou") return Get(v, &r->operational_unconfirmed);
     if (k == "fw") return Get(v, &r->fw);
     if (k == "cc") return Get(v, &r->claim_code_sha256);
     if (k == "ca") return Get(v, &r->created_at);
@@ -343,6 +364,7 @@ Status DeviceAuthViewWriter::Decode(ByteView data, DeviceAuthView* out) {
   DeviceState state = DeviceState::kManufactured;
   std::string_view mf, mo;
   ByteView bf, of;
+  bool unconfirmed = false;
   ET_RETURN_IF_ERROR(WalkMapInPlace(data, "device", [&](std::string_view k, InPlaceReader& r) {
     if (k == "id") {
       std::string_view id;
@@ -363,12 +385,14 @@ Status DeviceAuthViewWriter::Decode(ByteView data, DeviceAuthView* out) {
     if (k == "mo") return r.Str(&mo);
     if (k == "bf") return r.Bin(&bf);
     if (k == "of") return r.Bin(&of);
+    if (k == "ou") return r.Bool(&unconfirmed);
     return r.Skip();
   }));
   if (!id_ok || !state_ok) return Corrupt("device", "missing id or state");
   if (bf.size() > 32 || of.size() > 32) return Corrupt("device", "fingerprint longer than 32 bytes");
   DeviceAuthView& v = *out;
   v.state_ = state;
+  v.operational_unconfirmed_ = unconfirmed;
   std::memcpy(v.birth_fp_.data(), bf.data(), bf.size());
   v.birth_fp_size_ = static_cast<uint8_t>(bf.size());
   std::memcpy(v.operational_fp_.data(), of.data(), of.size());

@@ -76,12 +76,12 @@ class DeviceE2e : public ::testing::Test {
     broker_ = Broker::Start(tmp_.path(), site_.MosquittoConfig(), {site_.port});
   }
 
-  void StartGateway() {
+  void StartGateway(const std::map<std::string, std::string>& env = {}) {
     gateway_ = Subprocess::Start(
         {BinPath("edgetrust-gateway"), "--policy", site_.policy, "--store", site_.store, "--broker",
          Url(), "--ca", site_.site_ca_cert, "--cert", site_.gateway_cert, "--key",
          site_.gateway_key},
-        tmp_ / ("gateway-" + std::to_string(++gateway_runs_) + ".log"));
+        tmp_ / ("gateway-" + std::to_string(++gateway_runs_) + ".log"), env);
   }
 
   std::string Url() const { return "mqtts://127.0.0.1:" + std::to_string(site_.port); }
@@ -308,6 +308,43 @@ TEST_F(DeviceE2e, RenewsThenReenrollsAfterRevocation) {
   auto code = device.Wait(15s);
   ASSERT_TRUE(code.has_value()) << device.Log();
   EXPECT_EQ(*code, 0) << device.Log();
+}
+
+// The answer to an enrollment lost to two crashes: the gateway dies right after committing it,
+// and the device dies too before the gateway is back. The starter policy has re-enrollment off,
+// yet the device must not be locked out: its new certificate was never used, so its birth
+// certificate may ask again. Once it has been used, the birth certificate is refused again.
+TEST_F(DeviceE2e, AnswerLostToGatewayAndDeviceCrashesDoesNotLockTheDeviceOut) {
+  ASSERT_NE(ReadFile(site_.policy).find("reenroll: false"), std::string::npos);
+  StartGateway({{"ET_GATEWAY_FAULT", "after_commit:enroll"}});
+  const DeviceFiles& dev = site_.devices[2];
+  Subprocess device = Subprocess::Start(SingleArgs(dev), tmp_ / "lost-1.log");
+  ASSERT_TRUE(WaitUntil([&] { return !gateway_.running(); }, 30s)) << Diagnostics();
+  device.Signal(SIGKILL);
+  device.Wait(5s);
+  CommandResult show = RunCommand({BinPath("edgetrust"), "device", "show", "--store", site_.store,
+                                   "--device", dev.id});
+  ASSERT_EQ(show.exit_code, 0) << show.out << show.err;
+  ASSERT_NE(show.out.find("active"), std::string::npos) << "the grant was not committed: " << show.out;
+
+  StartGateway();
+  Subprocess again = Subprocess::Start(SingleArgs(dev), tmp_ / "lost-2.log");
+  ASSERT_TRUE(WaitUntil([&] { return again.Log().find(": connected, certificate expires") !=
+                                     std::string::npos; }, 30s))
+      << again.Log() << Diagnostics();
+  again.Signal(SIGTERM);
+  again.Wait(15s);
+
+  // In use now (the agent published its state): the birth certificate is an ordinary
+  // re-enrollment attempt again, which this group refuses.
+  ASSERT_TRUE(WaitUntil([&] {
+    CommandResult r = RunCommand({BinPath("edgetrust"), "device", "show", "--store", site_.store,
+                                  "--device", dev.id});
+    return r.out.find("unconfirmed") == std::string::npos;
+  }, 15s));
+  TestClient birth(dev.id);
+  EXPECT_NE(birth.Connect(site_.port, {site_.site_ca_cert, dev.cert, dev.key}), 0)
+      << "birth certificate of a device in use let in where re-enrollment is off";
 }
 
 // Wrong command lines fail with exit 2 and a message, before touching the network.

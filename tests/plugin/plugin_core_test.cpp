@@ -127,6 +127,20 @@ TEST_F(DeciderTest, BirthCertificateStates) {
   auto active_no = site_.Issue("a2", Issuer::kAcme, "plain-000001", "plain");
   Put("plain-000001", DeviceState::kActive, "plain");
   EXPECT_EQ(Decide(active_no).reason, DenyReason::kEnrollmentNotAllowed);
+  // Its operational certificate issued but never seen in use: the answer may have been lost.
+  auto unconfirmed = site_.Issue("a3", Issuer::kAcme, "plain-000002", "plain");
+  storage::DeviceRecord pending;
+  pending.id = "plain-000002";
+  pending.state = DeviceState::kActive;
+  pending.model = "plain";
+  pending.operational_unconfirmed = true;
+  site_.PutDevice(pending);
+  Decision again = Decide(unconfirmed);
+  ASSERT_TRUE(again.allowed());
+  EXPECT_EQ(again.role, Role::kEnrolling);
+  pending.operational_unconfirmed = false;
+  site_.PutDevice(pending);
+  EXPECT_EQ(Decide(unconfirmed).reason, DenyReason::kEnrollmentNotAllowed);
 
   auto retired = site_.Issue("x1", Issuer::kAcme, "thermo-000005", "thermo-a");
   Put("thermo-000005", DeviceState::kRetired, "thermo-a");

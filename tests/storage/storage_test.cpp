@@ -154,6 +154,7 @@ TEST(Store, DeviceRoundTripAndPagination) {
   EXPECT_EQ(got->birth_fingerprint, want.birth_fingerprint);
   EXPECT_EQ(got->operational_fingerprint, want.operational_fingerprint);
   EXPECT_EQ(got->operational_not_after, want.operational_not_after);
+  EXPECT_FALSE(got->operational_unconfirmed);
   EXPECT_EQ(got->fw, want.fw);
   EXPECT_EQ(got->claim_code_sha256, want.claim_code_sha256);
   EXPECT_EQ(got->created_at, want.created_at);
@@ -655,6 +656,7 @@ TEST(Store, DeviceAuthViewMatchesTheFullRecord) {
   DeviceRecord exact = SampleDevice("dev-4");
   exact.manufacturer = std::string(DeviceAuthView::kMaxName, 'a');
   exact.state = DeviceState::kCompromised;
+  full.operational_unconfirmed = true;
   DeviceRecord odd_fp = SampleDevice("dev-5");
   odd_fp.operational_fingerprint = Bytes(33, 1);
   {
@@ -675,7 +677,9 @@ TEST(Store, DeviceAuthViewMatchesTheFullRecord) {
     EXPECT_TRUE(v.names_fit());
     EXPECT_EQ(v.manufacturer(), d->manufacturer);
     EXPECT_EQ(v.model(), d->model);
+    EXPECT_EQ(v.operational_unconfirmed(), d->operational_unconfirmed) << d->id;
   }
+  EXPECT_EQ(GetDevice(r, full.id)->operational_unconfirmed, true);
   DeviceAuthView v;
   auto found = FindDeviceAuthView(r, "dev-3", &v);
   ASSERT_OK(found);

@@ -169,6 +169,7 @@ CommandOutcome DeviceShow(const ParsedArgs& args) {
             << "operational   "
             << (d.operational_fingerprint.empty() ? "-" : HexEncode(d.operational_fingerprint))
             << (d.operational_not_after > 0 ? "  until " + FormatDate(d.operational_not_after) : "")
+            << (d.operational_unconfirmed ? "  (unconfirmed: not seen in use yet)" : "")
             << "\n"
             << "claim code    " << (d.claim_code_sha256.empty() ? "none" : "registered") << "\n"
             << "created       " << (d.created_at > 0 ? FormatDate(d.created_at) : "-") << "\n"

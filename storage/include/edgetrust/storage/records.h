@@ -40,6 +40,10 @@ struct DeviceRecord {
   Bytes birth_fingerprint;
   Bytes operational_fingerprint;      // the one certificate the device may connect with
   int64_t operational_not_after = 0;  // unix seconds
+  // Issued at enrollment and not yet seen in use (no state message stamped with it). Until it
+  // is, the birth certificate may enroll again, even where re-enrollment is off: a device that
+  // lost the answer (gateway or device died after the commit) is not locked out.
+  bool operational_unconfirmed = false;
   std::string fw;                     // firmware version last reported
   Bytes claim_code_sha256;            // SHA-256 of the claim code, never the code
   int64_t created_at = 0;
@@ -68,6 +72,7 @@ class DeviceAuthView {
   // False when the stored manufacturer or model is longer than kMaxName: both then read as
   // empty here, and a caller that needs them must use FindDevice.
   bool names_fit() const { return names_fit_; }
+  bool operational_unconfirmed() const { return operational_unconfirmed_; }
   std::string_view manufacturer() const { return {manufacturer_.data(), manufacturer_size_}; }
   std::string_view model() const { return {model_.data(), model_size_}; }
 
@@ -83,6 +88,7 @@ class DeviceAuthView {
   uint8_t manufacturer_size_ = 0;
   uint8_t model_size_ = 0;
   bool names_fit_ = true;
+  bool operational_unconfirmed_ = false;
 };
 
 struct CertificateRecord {
