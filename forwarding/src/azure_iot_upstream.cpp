@@ -1,18 +1,15 @@
 // The `azure-iot-hub` upstream kind: IoT Hub authenticates each device, so every active device
 // gets its own MQTT 3.1.1 connection (client id = device id, SAS token as password), opened on
-// its first message and closed after an idle time, all on the one loop. Tokens are renewed by
-// reconnecting with a fresh one; unacknowledged messages are still in the outbox and are resent.
-#include <cstdio>
-#include <map>
+// its first message and closed after an idle time, all on the one loop (DeviceConnections).
+// Tokens are renewed by reconnecting with a fresh one; unacknowledged messages are still in the
+// outbox and are resent.
+#include <algorithm>
 #include <memory>
 #include <string>
-#include <vector>
 
-#include "edgetrust/forwarding/azure_sas.h"
-#include "tracked_client.h"
 #include "broker_upstream.h"
-#include "topic_template.h"
-#include "uv_timer.h"
+#include "device_connections.h"
+#include "edgetrust/forwarding/azure_sas.h"
 
 namespace edgetrust::forwarding::internal {
 namespace {
@@ -24,11 +21,12 @@ class AzureIotUpstream : public UpstreamConnection {
   AzureIotUpstream(const policies::Upstream& config, uv_loop_t* loop, UpstreamEvents events,
                    UpstreamCounters* counters, const UpstreamTuning& tuning)
       : config_(config),
-        loop_(loop),
         events_(std::move(events)),
         counters_(counters),
         tuning_(tuning),
-        housekeeping_(loop, [this] { Housekeeping(); }) {}
+        devices_(loop, config.name, &events_, counters, tuning, tuning.azure_idle,
+                 [this](const std::string& id) { return Link(id); },
+                 [this](const std::string& id, const mqtt::Message& m) { OnMessage(id, m); }) {}
 
   Status Init() {
     if (!config_.group_key_file.empty()) {
@@ -43,68 +41,39 @@ class AzureIotUpstream : public UpstreamConnection {
   }
 
   Status Start() override {
-    started_ = true;
-    const uint64_t period = std::max<uint64_t>(
-        50, std::min<uint64_t>(1000, static_cast<uint64_t>(tuning_.azure_idle.count()) / 4));
-    housekeeping_.Start(period, period);
+    devices_.Start();
     return OkStatus();
   }
-
-  void Stop() override {
-    stopping_ = true;
-    housekeeping_.Close();
-    for (auto& [id, d] : devices_) Retire(std::move(d.client));
-    devices_.clear();
-  }
-
-  bool closed() const override {
-    if (!stopping_) return false;
-    for (const auto& c : closing_) {
-      if (!c->closed()) return false;
-    }
-    return true;
-  }
-
-  bool ready() const override { return started_ && !stopping_; }
+  void Stop() override { devices_.Stop(); }
+  bool closed() const override { return devices_.closed(); }
+  bool ready() const override { return devices_.running(); }
   const std::string& name() const override { return config_.name; }
 
   Result<Sent> Send(const storage::OutboxMessage& message, const DeviceContext&) override {
-    if (!ready()) return MakeError(ErrorCode::kUnavailable, "not started");
-    auto it = devices_.find(message.device_id);
-    if (it == devices_.end()) {
-      ET_RETURN_IF_ERROR(Open(message.device_id));
-      return MakeError(ErrorCode::kUnavailable, "connecting " + message.device_id);
-    }
-    DeviceConnection& d = it->second;
-    d.last_used_ms = uv_now(loop_);
-    if (!d.client->connected()) return MakeError(ErrorCode::kUnavailable, "connecting");
+    ET_ASSIGN_OR_RETURN(DeviceConnections::Device * d, devices_.Acquire(message.device_id));
     int qos = std::min<int>(std::min<int>(message.qos, config_.qos), 1);
     if (message.qos > 1) counters_->qos_downgraded++;
     // IoT Hub reads application properties from the topic's property bag.
     std::string topic = "devices/" + message.device_id + "/messages/events/";
     if (!message.channel.empty()) topic += "channel=" + UrlEncode(message.channel);
-    ET_ASSIGN_OR_RETURN(int mid, d.client->Publish(topic, message.payload, qos, message.seq));
+    ET_ASSIGN_OR_RETURN(int mid, d->client->Publish(topic, message.payload, qos, message.seq));
     return Sent{mid, qos > 0};
   }
 
  private:
-  struct DeviceConnection {
-    std::unique_ptr<TrackedClient> client;
-    uint64_t last_used_ms = 0;
-    uint64_t renew_at_ms = 0;
-  };
-
   Result<std::string> DeviceKey(const std::string& device_id) {
     if (!group_key_.empty()) return DeriveDeviceKey(group_key_, device_id);
     return ReadSecretFile(config_.device_key_dir + "/" + device_id + ".key");
   }
 
-  Status Open(const std::string& device_id) {
+  // Tokens are renewed by reconnecting with a fresh one.
+  Result<DeviceLink> Link(const std::string& device_id) {
     ET_ASSIGN_OR_RETURN(std::string key, DeviceKey(device_id));
     const int64_t expiry = UnixNow() + static_cast<int64_t>(tuning_.azure_sas_ttl.count());
     ET_ASSIGN_OR_RETURN(std::string token,
                         MakeSasToken(config_.hostname + "/devices/" + device_id, key, expiry));
-    mqtt::ClientOptions o;
+    DeviceLink link;
+    mqtt::ClientOptions& o = link.options;
     o.host = config_.host.empty() ? config_.hostname : config_.host;
     o.port = config_.port == 0 ? 8883 : config_.port;
     o.client_id = device_id;
@@ -116,29 +85,11 @@ class AzureIotUpstream : public UpstreamConnection {
     o.password = std::move(token);
     o.reconnect_min = tuning_.reconnect_min;
     o.reconnect_max = tuning_.reconnect_max;
-    TrackedClientHooks hooks;
-    hooks.on_ack = [this](uint64_t seq, bool accepted) {
-      if (events_.on_ack) events_.on_ack(seq, accepted);
-    };
-    hooks.on_lost = [this](const std::vector<uint64_t>& seqs) {
-      if (events_.on_lost) events_.on_lost(seqs);
-    };
-    hooks.on_connected = [this]() {
-      if (events_.on_ready) events_.on_ready();
-    };
-    hooks.on_message = [this, device_id](const mqtt::Message& m) { OnMessage(device_id, m); };
-    ET_ASSIGN_OR_RETURN(auto client,
-                        TrackedClient::Create(loop_, std::move(o),
-                                              {"devices/" + device_id + "/messages/devicebound/#"}, 1,
-                                              std::move(hooks), counters_));
-    ET_RETURN_IF_ERROR(client->Start());
-    DeviceConnection d;
-    d.client = std::move(client);
-    d.last_used_ms = uv_now(loop_);
-    d.renew_at_ms = uv_now(loop_) + static_cast<uint64_t>(
+    link.subscriptions = {"devices/" + device_id + "/messages/devicebound/#"};
+    link.subscribe_qos = 1;
+    link.renew_after_ms = static_cast<uint64_t>(
         static_cast<double>(tuning_.azure_sas_ttl.count()) * 1000.0 * tuning_.azure_sas_renew_at);
-    devices_[device_id] = std::move(d);
-    return OkStatus();
+    return link;
   }
 
   void OnMessage(const std::string& device_id, const mqtt::Message& m) {
@@ -162,53 +113,12 @@ class AzureIotUpstream : public UpstreamConnection {
     if (events_.on_downlink) events_.on_downlink(Downlink{device_id, std::move(channel), m.payload});
   }
 
-  void Retire(std::unique_ptr<TrackedClient> client) {
-    client->Stop();
-    closing_.push_back(std::move(client));
-  }
-
-  void Housekeeping() {
-    const uint64_t now = uv_now(loop_);
-    std::vector<std::string> renew;
-    for (auto it = devices_.begin(); it != devices_.end();) {
-      DeviceConnection& d = it->second;
-      const bool idle = now - d.last_used_ms >= static_cast<uint64_t>(tuning_.azure_idle.count()) &&
-                        d.client->in_flight() == 0;
-      if (idle) {
-        Retire(std::move(d.client));
-        it = devices_.erase(it);
-        continue;
-      }
-      if (now >= d.renew_at_ms) renew.push_back(it->first);
-      ++it;
-    }
-    for (const auto& id : renew) {
-      auto it = devices_.find(id);
-      uint64_t last_used = it->second.last_used_ms;
-      // Stopping reports in-flight messages lost; the Forwarder resends them on the new connection.
-      Retire(std::move(it->second.client));
-      devices_.erase(it);
-      if (auto st = Open(id); !st.ok()) {
-        std::fprintf(stderr, "forwarding: upstream '%s': cannot renew SAS token of %s: %s\n",
-                     config_.name.c_str(), id.c_str(), st.error().ToString().c_str());
-        continue;
-      }
-      devices_[id].last_used_ms = last_used;
-    }
-    std::erase_if(closing_, [](const std::unique_ptr<TrackedClient>& c) { return c->closed(); });
-  }
-
   policies::Upstream config_;
-  uv_loop_t* loop_;
   UpstreamEvents events_;
   UpstreamCounters* counters_;
   UpstreamTuning tuning_;
   std::string group_key_;
-  bool started_ = false;
-  bool stopping_ = false;
-  std::map<std::string, DeviceConnection> devices_;
-  std::vector<std::unique_ptr<TrackedClient>> closing_;
-  UvTimer housekeeping_;
+  DeviceConnections devices_;
 };
 
 }  // namespace

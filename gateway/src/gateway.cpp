@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "cloud_identity.h"
 #include "edgetrust/pki/certificate.h"
 #include "edgetrust/protocol/messages.h"
 #include "edgetrust/protocol/topics.h"
@@ -83,7 +84,18 @@ Status Gateway::Start() {
     self->limiter_.Prune(uv_now(self->loop_));
   }, kHousekeepingMs, kHousekeepingMs);
 
-  auto forwarder = forwarding::Forwarder::Create(loop_, &store_, PolicyOf(authority_));
+  cloud_identities_ = std::make_unique<CloudIdentities>(
+      &store_, [this] { return authority_; }, CloudIdentityOptions{.dir = options_.cloud_dir},
+      [this](std::string_view upstream, std::string_view device, const pki::Certificate& cert) {
+        log_.Info("cloud_cert_issued", {{"upstream", std::string(upstream)},
+                                        {"device", std::string(device)},
+                                        {"cert", HexEncode(cert.fingerprint)},
+                                        {"not_after", std::to_string(cert.not_after)}});
+      });
+  forwarding::ForwarderOptions forwarder_options;
+  forwarder_options.tuning.cloud_identity = cloud_identities_->Provider();
+  auto forwarder =
+      forwarding::Forwarder::Create(loop_, &store_, PolicyOf(authority_), forwarder_options);
   if (!forwarder.ok()) {
     return MakeError(forwarder.error().code, "forwarding: " + forwarder.error().message);
   }

@@ -52,10 +52,12 @@ Status ParseBroker(std::string_view url, GatewayOptions& o) {
 std::string GatewayUsage() {
   return "usage: edgetrust-gateway --policy FILE --store DIR --broker mqtts://HOST[:PORT]\n"
          "                         --ca FILE --cert FILE --key FILE\n"
-         "                         [--site-ca FILE] [--site-ca-key FILE] [--log-level LEVEL]\n"
+         "                         [--site-ca FILE] [--site-ca-key FILE] [--cloud-dir DIR]\n"
+         "                         [--log-level LEVEL] [--rate N/SECONDS]\n"
          "\n"
          "Enrolls devices (et/{id}/enroll/req) and renews their certificates (et/{id}/cert/req)\n"
-         "for the site broker, and records what devices report (et/{id}/state).\n"
+         "for the site broker, records what devices report (et/{id}/state), and forwards their\n"
+         "data (et/{id}/up/#) to the upstream their group's route names.\n"
          "\n"
          "  --policy FILE       site policy (YAML); SIGHUP reloads it, a bad one is refused and\n"
          "                      the running one kept\n"
@@ -67,6 +69,8 @@ std::string GatewayUsage() {
          "  --site-ca FILE      site CA certificate that signs operational certificates\n"
          "                      (default: the policy's trust.site_ca)\n"
          "  --site-ca-key FILE  its private key (default: site-ca.key beside the policy file)\n"
+         "  --cloud-dir DIR     per-device cloud certificates it issues for aws-iot upstreams\n"
+         "                      with identity device (default: cloud/ beside the store dir)\n"
          "  --log-level LEVEL   debug | info | warn | error (default info)\n"
          "  --rate N/SECONDS    enrollment/renewal requests allowed per device (default 5/10)\n"
          "\n"
@@ -98,6 +102,8 @@ Result<GatewayOptions> ParseGatewayOptions(const std::vector<std::string>& args)
       ET_ASSIGN_OR_RETURN(o.site_ca_file, value());
     } else if (a == "--site-ca-key") {
       ET_ASSIGN_OR_RETURN(o.site_ca_key_file, value());
+    } else if (a == "--cloud-dir") {
+      ET_ASSIGN_OR_RETURN(o.cloud_dir, value());
     } else if (a == "--log-level") {
       ET_ASSIGN_OR_RETURN(std::string level, value());
       if (level == "debug") o.log_level = LogLevel::kDebug;
@@ -121,6 +127,14 @@ Result<GatewayOptions> ParseGatewayOptions(const std::vector<std::string>& args)
                          {"--broker", &o.broker_host}, {"--ca", &o.ca_file},
                          {"--cert", &o.cert_file}, {"--key", &o.key_file}}) {
     if (v->empty()) return MakeError(ErrorCode::kInvalidArgument, std::string(flag) + " is required");
+  }
+  if (o.cloud_dir.empty()) {
+    std::string store = o.store_dir;
+    while (store.size() > 1 && store.back() == '/') store.pop_back();
+    const size_t slash = store.rfind('/');
+    o.cloud_dir = slash == std::string::npos ? "cloud"
+                  : slash == 0              ? "/cloud"
+                                            : store.substr(0, slash) + "/cloud";
   }
   return o;
 }

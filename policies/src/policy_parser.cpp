@@ -590,7 +590,7 @@ Status PolicyParser::ParseUpstream(const std::string& name, const YAML::Node& na
     if (u->kind == UpstreamKind::kAzureIotHub && u->identity != UpstreamIdentity::kDevice) {
       return At(*n, where + " identity must be device: Azure IoT Hub authenticates each device");
     }
-    if (u->kind != UpstreamKind::kAzureIotHub && u->identity != UpstreamIdentity::kGateway) {
+    if (u->kind == UpstreamKind::kMqtt && u->identity != UpstreamIdentity::kGateway) {
       return At(*n, where + " identity must be gateway for kind " + kind);
     }
   }
@@ -646,8 +646,9 @@ Status PolicyParser::ParseUpstream(const std::string& name, const YAML::Node& na
                                  " is not host:port (e.g. xxxx-ats.iot.eu-west-1.amazonaws.com:8883)");
       }
       u->tls = true;
-      if (u->cert.empty() || u->key.empty()) {
-        return At(name_node, where + ": cert and key are required for kind aws-iot");
+      // identity device: the gateway issues each device's cloud certificate itself.
+      if (u->identity == UpstreamIdentity::kGateway && (u->cert.empty() || u->key.empty())) {
+        return At(name_node, where + ": cert and key are required for kind aws-iot with identity gateway");
       }
       if (u->topic.empty()) u->topic = "dt/{site}/{device}/{channel}";
       break;

@@ -286,6 +286,13 @@ TEST(PolicyValidation, UpstreamsPerKind) {
   ASSERT_TRUE(aws.ok()) << aws.error().ToString();
   EXPECT_EQ(aws->FindUpstream("hq")->port, 8883);
   EXPECT_EQ(aws->FindUpstream("hq")->cert, "/etc/et/c.pem");
+  // identity device: one connection per device with a certificate the gateway issues; no
+  // site-wide cert/key needed.
+  auto per_device = ParsePolicy(up("{ kind: aws-iot, endpoint: \"x.amazonaws.com\", identity: device }"), "t");
+  ASSERT_TRUE(per_device.ok()) << per_device.error().ToString();
+  EXPECT_EQ(per_device->FindUpstream("hq")->identity, UpstreamIdentity::kDevice);
+  ExpectErrorAt(up("{ kind: mqtt, url: \"mqtts://h\", identity: device }"), 15,
+                "identity must be gateway for kind mqtt");
 }
 
 TEST(PolicyValidation, QueueSizes) {

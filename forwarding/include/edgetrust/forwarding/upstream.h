@@ -59,6 +59,20 @@ struct UpstreamEvents {
   std::function<void(Downlink)> on_downlink;
 };
 
+// A device's own TLS client identity towards a cloud that authenticates each device (aws-iot
+// with `identity: device`): PEM files the gateway issues from the site CA and keeps.
+struct CloudIdentity {
+  std::string cert_file;
+  std::string key_file;
+  int64_t not_after = 0;  // unix seconds of the certificate; 0 = unknown
+};
+
+// Asked on the loop thread each time a device's connection opens (first message, after an idle
+// close, at a recheck). kFailedPrecondition means the device may not have one (not active): its
+// queued messages for that upstream are dropped. Any other error is retried with back-off.
+using CloudIdentityProvider =
+    std::function<Result<CloudIdentity>(std::string_view upstream, std::string_view device_id)>;
+
 struct UpstreamTuning {
   std::chrono::milliseconds reconnect_min{500};
   std::chrono::milliseconds reconnect_max{30000};
@@ -70,6 +84,12 @@ struct UpstreamTuning {
   // Azure IoT Hub: SAS token lifetime; reconnect with a fresh token at `azure_sas_renew_at` of it.
   std::chrono::seconds azure_sas_ttl{std::chrono::hours(1)};
   double azure_sas_renew_at = 0.8;
+  // AWS IoT Core, identity device: where each device's certificate comes from (required), how
+  // long a device's connection stays open without a message, and how often an open one is
+  // reopened to pick up a renewed certificate (at the latest when the certificate expires).
+  CloudIdentityProvider cloud_identity;
+  std::chrono::milliseconds aws_device_idle{std::chrono::minutes(5)};
+  std::chrono::seconds cloud_identity_recheck{std::chrono::hours(24)};
   // CA file used when an upstream gives no `ca` (the cloud's public roots).
   std::string default_ca = "/etc/ssl/certs/ca-certificates.crt";
 };
@@ -78,8 +98,8 @@ class UpstreamConnection {
  public:
   virtual ~UpstreamConnection() = default;
 
-  // Begins connecting (kind-specific: Azure connects per device on first Send). Errors only for
-  // what retrying cannot fix (unreadable key, bad template).
+  // Begins connecting (kind-specific: Azure and AWS identity device connect per device on first
+  // Send). Errors only for what retrying cannot fix (unreadable key, bad template).
   virtual Status Start() = 0;
   // Graceful close of every connection; closed() turns true once every handle is released.
   virtual void Stop() = 0;
@@ -96,7 +116,7 @@ class UpstreamConnection {
   //   kInvalidArgument   breaks the upstream's limits: never sendable (counted as limit_violations)
   virtual Result<Sent> Send(const storage::OutboxMessage& message, const DeviceContext& device) = 0;
 
-  // At least one connection is up (Azure: true while started, connections are per device).
+  // At least one connection is up (per-device kinds: true while started).
   virtual bool ready() const = 0;
   virtual const std::string& name() const = 0;
 };

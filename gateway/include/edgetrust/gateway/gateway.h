@@ -43,6 +43,8 @@
 
 namespace edgetrust::gateway {
 
+class CloudIdentities;
+
 class Gateway {
  public:
   // Loads the policy and the site CA, opens the store. Does not touch the network.
@@ -97,6 +99,8 @@ class Gateway {
   RateLimiter limiter_;
   std::unique_ptr<mqtt::UvMqttClient> client_;
   std::deque<DeviceRequest> queue_;
+  // Before forwarder_: its aws-iot `identity: device` upstreams call into it.
+  std::unique_ptr<CloudIdentities> cloud_identities_;
   std::unique_ptr<forwarding::Forwarder> forwarder_;
   std::vector<UpMessage> up_queue_;
   // Last connects/disconnects seen per upstream, to log each state change once.

@@ -20,6 +20,8 @@ struct GatewayOptions {
   std::string key_file;
   std::string site_ca_file;      // empty: the policy's trust.site_ca
   std::string site_ca_key_file;  // empty: site-ca.key beside the policy file
+  // Per-device cloud certificates (aws-iot `identity: device`); empty: `cloud` beside the store.
+  std::string cloud_dir;
   LogLevel log_level = LogLevel::kInfo;
   // Enrollment/renewal requests per device: a bucket of `rate_burst` refilled over
   // `rate_window_seconds`.

@@ -1,0 +1,33 @@
+// A cloud's per-connection limits, checked before sending because clouds answer a violation by
+// dropping the whole connection. Used by every connection that has BrokerLimits.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "broker_upstream.h"
+
+namespace edgetrust::forwarding::internal {
+
+// kInvalidArgument (counted as a limit violation) when a message of `payload_bytes` to `topic`
+// can never be sent under `limits`.
+Status CheckMessageLimits(const BrokerLimits& limits, std::string_view topic, size_t payload_bytes,
+                          UpstreamCounters* counters);
+
+// Publishes per second of one connection: full (`rate` tokens) at first, refilled continuously.
+// A rate <= 0 is unlimited.
+class PublishBucket {
+ public:
+  PublishBucket() = default;
+  PublishBucket(double rate, uint64_t now_ms) : rate_(rate), tokens_(rate), refilled_at_ms_(now_ms) {}
+  // False when the connection must wait.
+  bool Take(uint64_t now_ms);
+
+ private:
+  double rate_ = 0;
+  double tokens_ = 0;
+  uint64_t refilled_at_ms_ = 0;
+};
+
+}  // namespace edgetrust::forwarding::internal
