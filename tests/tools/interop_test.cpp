@@ -1,6 +1,8 @@
 // What the CLI makes works with a real Mosquitto over real TLS: the broker loads the generated
 // listener, trusts the manufacturer CA added to the site, accepts a birth certificate, and
 // refuses a certificate from a factory the site never added and a client without one.
+#include <csignal>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -73,6 +75,35 @@ TEST_F(InteropTest, AddingTheManufacturerLaterLetsItsDevicesIn) {
   TestClient device(rogue.id);
   EXPECT_EQ(device.Connect(site_.port, {site_.site_ca_cert, rogue.cert, rogue.key}), 0)
       << broker.Log();
+}
+
+// The same while the broker runs, with the plugin: mosquitto 2.0 never rereads its cafile, but
+// finds the new CA in trust.d (capath), and the plugin takes the policy on SIGHUP. No restart.
+TEST_F(InteropTest, ManufacturerAddedToARunningBrokerAfterSighup) {
+  if (!Exists(BinPath("mosquitto_edgetrust.so"))) {
+    GTEST_SKIP() << "mosquitto_edgetrust.so is not built";
+  }
+  Broker broker = Broker::Start(tmp_.path(), site_.MosquittoConfig(), {site_.port});
+  const DeviceFiles& rogue = site_.Device("rogue-000001");
+  TestClient before(rogue.id);
+  ASSERT_NE(before.Connect(site_.port, {site_.site_ca_cert, rogue.cert, rogue.key},
+                           std::chrono::seconds(3)),
+            0);
+  TestClient stays(site_.devices[0].id);
+  ASSERT_EQ(stays.Connect(site_.port, site_.DeviceTls(0)), 0) << broker.Log();
+
+  auto added = Et({"site", "add-manufacturer", "--dir", site_.dir, "--name", "rogue", "--ca",
+                   site_.manufacturers.at("rogue").ca_cert});
+  ASSERT_EQ(added.exit_code, 0) << added.err;
+  EXPECT_NE(added.out.find("SIGHUP"), std::string::npos) << added.out;
+  broker.process().Signal(SIGHUP);
+  TestClient after(rogue.id);
+  EXPECT_TRUE(WaitUntil([&] {
+    return after.Connect(site_.port, {site_.site_ca_cert, rogue.cert, rogue.key},
+                         std::chrono::seconds(3)) == 0;
+  }, std::chrono::seconds(10)))
+      << broker.Log();
+  EXPECT_TRUE(stays.connected()) << "a session was dropped by the reload";
 }
 
 TEST_F(InteropTest, FullConfigWithThePlugin) {

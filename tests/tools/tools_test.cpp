@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
+#include <map>
 
 #include "cli_test_util.h"
 #include "edgetrust/common/bytes.h"
@@ -168,6 +170,20 @@ class SiteInitTest : public ::testing::Test {
     ASSERT_EQ(r.exit_code, 0) << r.err;
   }
   std::string F(const std::string& name) const { return dir_ + "/" + name; }
+  // trust.d by file name → content.
+  std::map<std::string, std::string> TrustDir() const {
+    std::map<std::string, std::string> out;
+    for (const auto& e : std::filesystem::directory_iterator(F("trust.d"))) {
+      out[e.path().filename().string()] = ReadFile(e.path().string());
+    }
+    return out;
+  }
+  // What OpenSSL's own CLI says the subject hash is.
+  static std::string OpenSslHash(const std::string& pem) {
+    CommandResult r = RunCommand({"/usr/bin/openssl", "x509", "-hash", "-noout", "-in", pem});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.out.substr(0, r.out.find('\n'));
+  }
 
   TempDir tmp_;
   std::string dir_;
@@ -244,6 +260,7 @@ TEST_F(SiteInitTest, MosquittoConfAndPolicy) {
         "keyfile " + F("broker.key") + "\n", "require_certificate true\n",
         "use_identity_as_username false\n", "set_tcp_nodelay true\n",
         "per_listener_settings false\n", "plugin /opt/et/plugin.so\n",
+        "capath " + F("trust.d") + "\n", "max_queued_messages 100000\n",
         "plugin_opt_store " + F("store") + "\n", "plugin_opt_policy " + F("policy.yaml") + "\n"}) {
     EXPECT_THAT(conf, HasSubstr(line));
   }
@@ -257,6 +274,8 @@ TEST_F(SiteInitTest, MosquittoConfAndPolicy) {
   EXPECT_EQ(policy->trust.site_ca, F("site-ca.pem"));
   EXPECT_TRUE(policy->trust.manufacturers.empty());
   EXPECT_EQ(ReadFile(F("trust.pem")), ReadFile(F("site-ca.pem")));
+  EXPECT_EQ(TrustDir(), (std::map<std::string, std::string>{
+                            {OpenSslHash(F("site-ca.pem")) + ".0", ReadFile(F("site-ca.pem"))}}));
 }
 
 TEST_F(SiteInitTest, RefusesToOverwriteWithoutForce) {
@@ -331,6 +350,13 @@ TEST_F(FactoryTest, AddManufacturerUpdatesPolicyAndTrust) {
   EXPECT_EQ(CountOf(trust, "BEGIN CERTIFICATE"), 2);
   EXPECT_THAT(trust, HasSubstr(ReadFile(F("site-ca.pem"))));
   EXPECT_THAT(trust, HasSubstr(ReadFile(factory_ + "/ca.pem")));
+  // trust.d: what `openssl rehash` would make of the same CAs.
+  EXPECT_EQ(TrustDir(), (std::map<std::string, std::string>{
+                            {OpenSslHash(F("site-ca.pem")) + ".0", ReadFile(F("site-ca.pem"))},
+                            {OpenSslHash(factory_ + "/ca.pem") + ".0", ReadFile(factory_ + "/ca.pem")}}));
+  CommandResult verify = RunCommand({"/usr/bin/openssl", "verify", "-CApath", F("trust.d"),
+                                     "-no-CAfile", "-no-CAstore", factory_ + "/ca.pem"});
+  EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;
 
   // Same name again: refused without --force, nothing changes.
   std::string policy_before = ReadFile(F("policy.yaml"));
@@ -348,6 +374,10 @@ TEST_F(FactoryTest, AddManufacturerUpdatesPolicyAndTrust) {
   EXPECT_EQ(CountOf(trust, "BEGIN CERTIFICATE"), 2);
   EXPECT_THAT(trust, HasSubstr(ReadFile(tmp_ / "f2/ca.pem")));
   EXPECT_THAT(trust, Not(HasSubstr(ReadFile(factory_ + "/ca.pem"))));
+  // Both acme CAs have the subject "acme …": the old one's file is gone, not kept beside.
+  std::map<std::string, std::string> dir = TrustDir();
+  EXPECT_EQ(dir.size(), 2u);
+  EXPECT_EQ(dir[OpenSslHash(tmp_ / "f2/ca.pem") + ".0"], ReadFile(tmp_ / "f2/ca.pem"));
 
   // A second manufacturer is appended.
   ASSERT_EQ(Et({"factory", "init", "--dir", tmp_ / "f3", "--manufacturer", "globex"}).exit_code, 0);

@@ -23,6 +23,8 @@ std::string MosquittoConfText(const BrokerConfigPaths& p) {
          "\n"
          "listener " + port + "\n"
          "cafile " + p.cafile + "\n"
+         "# CAs added later (edgetrust site add-manufacturer) are found here without a restart.\n"
+         "capath " + p.capath + "\n"
          "certfile " + p.certfile + "\n"
          "keyfile " + p.keyfile + "\n"
          "require_certificate true\n"

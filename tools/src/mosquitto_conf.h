@@ -9,6 +9,7 @@ struct BrokerConfigPaths {
   std::string site_id;
   int port = 8883;
   std::string cafile;    // trust.pem (absolute)
+  std::string capath;    // trust.d (absolute)
   std::string certfile;  // broker.pem
   std::string keyfile;   // broker.key
   std::string plugin;    // mosquitto_edgetrust.so

@@ -14,6 +14,7 @@
 #include "edgetrust/storage/tables.h"
 #include "files.h"
 #include "mosquitto_conf.h"
+#include "trust_dir.h"
 #include "pki_output.h"
 
 namespace edgetrust::tools {
@@ -52,6 +53,7 @@ struct SiteFiles {
         admin_pem(dir + "/admin.pem"),
         admin_key(dir + "/admin.key"),
         trust_pem(dir + "/trust.pem"),
+        trust_dir(dir + "/trust.d"),
         policy(dir + "/policy.yaml"),
         mosquitto_conf(dir + "/mosquitto.conf"),
         store(dir + "/store") {}
@@ -62,7 +64,7 @@ struct SiteFiles {
   }
 
   std::string site_ca_pem, site_ca_key, broker_pem, broker_key, gateway_pem, gateway_key,
-      admin_pem, admin_key, trust_pem, policy, mosquitto_conf, store;
+      admin_pem, admin_key, trust_pem, trust_dir, policy, mosquitto_conf, store;
 };
 
 struct IssuedLeaf {
@@ -185,6 +187,7 @@ CommandOutcome SiteInit(const ParsedArgs& args) {
   std::string conf = MosquittoConfText({.site_id = site,
                                         .port = port,
                                         .cafile = files.trust_pem,
+                                        .capath = files.trust_dir,
                                         .certfile = files.broker_pem,
                                         .keyfile = files.broker_key,
                                         .plugin = plugin,
@@ -204,6 +207,7 @@ CommandOutcome SiteInit(const ParsedArgs& args) {
   steps.push_back(WriteCertFile(files.admin_pem, admin->cert, force));
   steps.push_back(WriteFileAtomic(files.trust_pem, pki::CertificateToPem(ca->der),
                                   kPublicFileMode, force));
+  steps.push_back(WriteTrustDirectory(files.trust_dir, {ca->der}));
   steps.push_back(WriteFileAtomic(files.policy, *policy, kPublicFileMode, force));
   steps.push_back(WriteFileAtomic(files.mosquitto_conf, conf, kPublicFileMode, force));
   for (const auto& s : steps) {
@@ -234,15 +238,19 @@ CommandOutcome SiteInit(const ParsedArgs& args) {
   return std::monostate{};
 }
 
-// trust.pem is derived: the site CA then every manufacturer CA of the policy, in name order.
-Status RebuildTrustBundle(const std::string& trust_path, const policies::Policy& policy) {
+// trust.pem and trust.d are derived: the site CA then every manufacturer CA of the policy, in
+// name order.
+Status RebuildTrust(const SiteFiles& files, const policies::Policy& policy) {
   ET_ASSIGN_OR_RETURN(auto site_ca, LoadCertificate(policy.trust.site_ca));
   std::string bundle = pki::CertificateToPem(site_ca.der);
+  std::vector<Bytes> ders = {site_ca.der};
   for (const auto& [name, path] : policy.trust.manufacturers) {
     ET_ASSIGN_OR_RETURN(auto ca, LoadCertificate(path));
     bundle += pki::CertificateToPem(ca.der);
+    ders.push_back(ca.der);
   }
-  return WriteFileAtomic(trust_path, bundle, kPublicFileMode, /*force=*/true);
+  ET_RETURN_IF_ERROR(WriteTrustDirectory(files.trust_dir, ders));
+  return WriteFileAtomic(files.trust_pem, bundle, kPublicFileMode, /*force=*/true);
 }
 
 CommandOutcome SiteAddManufacturer(const ParsedArgs& args) {
@@ -286,12 +294,12 @@ CommandOutcome SiteAddManufacturer(const ParsedArgs& args) {
       return s.error();
     }
   }
-  if (auto s = RebuildTrustBundle(files.trust_pem, *next); !s.ok()) return s.error();
+  if (auto s = RebuildTrust(files, *next); !s.ok()) return s.error();
   std::cout << "manufacturer " << name << " trusted: " << ca_copy << " (" << ca->subject.ToString()
             << ", sha256 " << ShortFingerprint(ca->fingerprint) << "…)\n"
-            << "updated " << files.policy << " and " << files.trust_pem
-            << "; restart mosquitto (it reads its cafile only at start) and reload the gateway "
-               "(SIGHUP) to apply\n";
+            << "updated " << files.policy << ", " << files.trust_pem << " and " << files.trust_dir
+            << "; send SIGHUP to mosquitto (its plugin rereads the policy; TLS finds the CA in "
+               "trust.d) and to the gateway\n";
   return std::monostate{};
 }
 
@@ -418,13 +426,14 @@ std::vector<CommandSpec> SiteCommands() {
                    {"force", "", "overwrite existing files"}},
        .run = SiteInit},
       {.path = "site add-manufacturer",
-       .summary = "trust a manufacturer CA: copy it, add it to policy.yaml and trust.pem",
+       .summary = "trust a manufacturer CA: copy it, add it to policy.yaml, trust.pem and trust.d",
        .description =
            "Copies the manufacturer's CA certificate to DIR/manufacturer-NAME.pem, adds it under\n"
-           "trust.manufacturers in DIR/policy.yaml and rebuilds DIR/trust.pem (site CA + every\n"
-           "manufacturer CA). Refuses a certificate that is not a CA, and a name already\n"
-           "trusted unless --force (which replaces that manufacturer's CA). Afterwards restart\n"
-           "mosquitto (2.0 reads its cafile only at start) and reload the gateway (SIGHUP).",
+           "trust.manufacturers in DIR/policy.yaml and rebuilds DIR/trust.pem and DIR/trust.d\n"
+           "(site CA + every manufacturer CA; trust.d is the hashed directory mosquitto.conf\n"
+           "names as capath). Refuses a certificate that is not a CA, and a name already\n"
+           "trusted unless --force (which replaces that manufacturer's CA). Afterwards send\n"
+           "SIGHUP to mosquitto and to the gateway: no restart, no session dropped.",
        .options = {{"dir", "DIR", "site directory (made by site init)", true},
                    {"name", "NAME", "manufacturer name, as in birth certificates' O", true},
                    {"ca", "FILE", "the manufacturer's CA certificate (PEM or DER)", true},
