@@ -25,6 +25,19 @@ int HandleAclCheck(PluginState& state, void* event_data) {
       MayAccess(*client, state.topic_prefix(), access, ev->topic)) {
     return MOSQ_ERR_SUCCESS;
   }
+  // Queueing for a session whose client is away: receive rights only.
+  if (client == nullptr && ev->access == MOSQ_ACL_READ && ev->topic != nullptr) {
+    const char* id = mosquitto_client_id(ev->client);
+    if (const OfflineSession* away = id ? state.clients.FindOffline(id) : nullptr) {
+      ClientInfo as_was;
+      as_was.client_id = id;
+      as_was.role = away->role;
+      if (MayAccess(as_was, state.topic_prefix(), Access::kReceive, ev->topic)) {
+        ++state.counters.queued_for_offline;
+        return MOSQ_ERR_SUCCESS;
+      }
+    }
+  }
   ++state.counters.acl_denied;
   return MOSQ_ERR_ACL_DENIED;
 }

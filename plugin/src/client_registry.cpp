@@ -6,6 +6,8 @@ namespace edgetrust::plugin {
 
 void ClientRegistry::Add(Key key, ClientInfo info) {
   Remove(key);
+  offline_.erase(info.client_id);  // connected again: decided afresh
+  ++live_ids_[info.client_id];
   auto expiry = by_expiry_.emplace(info.cert.not_after, key);
   clients_.emplace(key, Entry{std::move(info), expiry});
 }
@@ -13,8 +15,34 @@ void ClientRegistry::Add(Key key, ClientInfo info) {
 void ClientRegistry::Remove(Key key) {
   auto it = clients_.find(key);
   if (it == clients_.end()) return;
+  if (auto live = live_ids_.find(it->second.info.client_id);
+      live != live_ids_.end() && --live->second <= 0) {
+    live_ids_.erase(live);
+  }
   by_expiry_.erase(it->second.expiry);
   clients_.erase(it);
+}
+
+void ClientRegistry::KeepOffline(Key key, int64_t now) {
+  auto it = clients_.find(key);
+  if (it == clients_.end()) return;
+  const ClientInfo& info = it->second.info;
+  auto live = live_ids_.find(info.client_id);
+  const bool alone = live != live_ids_.end() && live->second == 1;
+  if (!info.cut_off && alone) {
+    offline_[info.client_id] = OfflineSession{info.role, info.cert.fingerprint, now};
+  }
+  Remove(key);
+}
+
+const OfflineSession* ClientRegistry::FindOffline(std::string_view client_id) const {
+  auto it = offline_.find(std::string(client_id));
+  return it == offline_.end() ? nullptr : &it->second;
+}
+
+void ClientRegistry::ForgetOfflineIf(
+    const std::function<bool(const std::string&, const OfflineSession&)>& drop) {
+  std::erase_if(offline_, [&](const auto& kv) { return drop(kv.first, kv.second); });
 }
 
 ClientInfo* ClientRegistry::Find(Key key) {

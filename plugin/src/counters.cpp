@@ -12,6 +12,7 @@ std::vector<std::pair<std::string, std::string>> Counters::Topics(size_t clients
   std::vector<std::pair<std::string, std::string>> out;
   auto add = [&](std::string name, uint64_t v) { out.emplace_back(std::move(name), std::to_string(v)); };
   add("clients/connected", clients);
+  add("clients/offline_sessions", offline_sessions);
   add("connect/allowed", allowed);
   add("connect/denied", denied_total());
   for (size_t i = 1; i < denied.size(); ++i) {
@@ -20,6 +21,7 @@ std::vector<std::pair<std::string, std::string>> Counters::Topics(size_t clients
   add("sessions/kicked", kicked);
   add("sessions/expired", expired_sessions);
   add("acl/denied", acl_denied);
+  add("acl/queued_for_offline", queued_for_offline);
   add("messages/stamped", messages_stamped);
   add("messages/forged_stamps_removed", forged_stamps_removed);
   add("control/commands", control_commands);

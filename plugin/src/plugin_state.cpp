@@ -38,6 +38,9 @@ Result<PluginOptions> ParseOptions(const mosquitto_opt* options, int option_coun
     } else if (key == "tick_ms") {
       ET_ASSIGN_OR_RETURN(int64_t ms, ParseInt(key, value, 10, 60000));
       out.tick = std::chrono::milliseconds(ms);
+    } else if (key == "offline_session_days") {
+      ET_ASSIGN_OR_RETURN(int64_t days, ParseInt(key, value, 0, 3650));
+      out.offline_session_seconds = days * 86400;
     } else if (key == "stats_interval") {
       ET_ASSIGN_OR_RETURN(int64_t s, ParseInt(key, value, 0, 86400));
       out.stats_interval = std::chrono::seconds(s);

@@ -28,6 +28,9 @@ struct PluginOptions {
   std::string policy_path;  // plugin_opt_policy
   std::chrono::milliseconds tick{200};             // plugin_opt_tick_ms: revocation log and expiry
   std::chrono::seconds stats_interval{10};         // plugin_opt_stats_interval; 0 = never
+  // plugin_opt_offline_session_days: how long a session's receive rights outlive its
+  // connection (the broker keeps sessions longer than we can see; 0 = as long as it does).
+  int64_t offline_session_seconds = 7 * 86400;
 };
 
 Result<PluginOptions> ParseOptions(const mosquitto_opt* options, int option_count);

@@ -72,6 +72,15 @@ void ApplyRevocationLog(PluginState& state) {
     // its other certificates: decide again rather than kick a still-valid session.
     if (devices.contains(info.client_id)) recheck.push_back(key);
   });
+  // Sessions of clients that are away: no more queueing for a revoked certificate or a device
+  // whose standing changed (it is decided afresh when it connects).
+  state.clients.ForgetOfflineIf([&](const std::string& id, const OfflineSession& away) {
+    if (devices.contains(id)) return true;
+    for (const auto& e : *entries) {
+      if (!e.fingerprint.empty() && SameBytes(e.fingerprint, away.fingerprint)) return true;
+    }
+    return false;
+  });
   state.last_revocation_seq = entries->back().seq;
   state.counters.revocations_applied += entries->size();
   for (ClientRegistry::Key key : revoked) {
@@ -88,12 +97,30 @@ void ExpireSessions(PluginState& state) {
 }
 
 void RecheckAll(PluginState& state) {
+  // A principal the new policy no longer names gets nothing queued any more.
+  state.clients.ForgetOfflineIf([&](const std::string& id, const OfflineSession& away) {
+    if (away.role != protocol::Role::kGateway && away.role != protocol::Role::kAdmin) return false;
+    auto principal = state.policy().policy.PrincipalRoleOf(id);
+    const auto role = !principal                                      ? protocol::Role::kEnrolling
+                      : *principal == policies::PrincipalRole::kGateway ? protocol::Role::kGateway
+                                                                        : protocol::Role::kAdmin;
+    return !principal || role != away.role;
+  });
   std::vector<ClientRegistry::Key> keys;
   state.clients.ForEach([&](ClientRegistry::Key key, ClientInfo&) { keys.push_back(key); });
   Recheck(state, keys);
 }
 
+void ForgetOldOfflineSessions(PluginState& state) {
+  const int64_t limit = state.options().offline_session_seconds;
+  if (limit <= 0) return;
+  const int64_t now = UnixNow();
+  state.clients.ForgetOfflineIf(
+      [&](const std::string&, const OfflineSession& away) { return now - away.since > limit; });
+}
+
 void PublishStats(PluginState& state) {
+  state.counters.offline_sessions = state.clients.offline_size();
   for (const auto& [name, value] : state.counters.Topics(state.clients.size())) {
     const std::string topic = std::string(kStatsTopicPrefix) + name;
     mosquitto_broker_publish_copy(nullptr, topic.c_str(), static_cast<int>(value.size()),
@@ -145,6 +172,7 @@ int HandleTick(PluginState& state, void* /*event_data*/) {
   }
   if (state.options().stats_interval.count() > 0 && now >= state.next_stats) {
     state.next_stats = now + state.options().stats_interval;
+    ForgetOldOfflineSessions(state);
     PublishStats(state);
   }
   return MOSQ_ERR_SUCCESS;

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "edgetrust/plugin/access_rules.h"
+#include "edgetrust/plugin/client_registry.h"
 #include "edgetrust/plugin/connect_decider.h"
 #include "edgetrust/plugin/control_commands.h"
 #include "edgetrust/plugin/trust_index.h"
@@ -265,6 +266,50 @@ TEST(DeciderNoStore, FailsClosed) {
   auto c = site.Issue("d", Issuer::kAcme, "thermo-000001", "thermo-a");
   EXPECT_EQ(decider.Decide("thermo-000001", &c.cert, UnixNow()).reason,
             DenyReason::kStoreUnavailable);
+}
+
+TEST(ClientRegistry, OfflineSessionsKeepOnlyWhatTheyMayReceive) {
+  ClientRegistry r;
+  int a = 0, b = 0;  // two broker handles
+  auto info = [](const std::string& id, protocol::Role role) {
+    ClientInfo i;
+    i.client_id = id;
+    i.role = role;
+    i.cert.fingerprint[0] = 7;
+    return i;
+  };
+  r.Add(&a, info("edgetrust-gateway", protocol::Role::kGateway));
+  r.KeepOffline(&a, 1000);
+  EXPECT_EQ(r.Find(&a), nullptr);
+  const OfflineSession* away = r.FindOffline("edgetrust-gateway");
+  ASSERT_NE(away, nullptr);
+  EXPECT_EQ(away->role, protocol::Role::kGateway);
+  EXPECT_EQ(away->since, 1000);
+  EXPECT_EQ(away->fingerprint[0], 7);
+  // Connected again: decided afresh, the offline entry is gone.
+  r.Add(&b, info("edgetrust-gateway", protocol::Role::kGateway));
+  EXPECT_EQ(r.FindOffline("edgetrust-gateway"), nullptr);
+
+  // A takeover: the old handle ends while the new one of the same id is live — no entry.
+  r.Add(&a, info("edgetrust-gateway", protocol::Role::kGateway));
+  r.KeepOffline(&b, 1001);
+  EXPECT_EQ(r.FindOffline("edgetrust-gateway"), nullptr);
+  EXPECT_NE(r.Find(&a), nullptr);
+
+  // A session being cut off (revoked, expired) keeps nothing.
+  r.Find(&a)->cut_off = true;
+  r.KeepOffline(&a, 1002);
+  EXPECT_EQ(r.FindOffline("edgetrust-gateway"), nullptr);
+  EXPECT_EQ(r.size(), 0u);
+
+  r.Add(&a, info("thermo-1", protocol::Role::kDevice));
+  r.KeepOffline(&a, 1003);
+  r.Add(&b, info("thermo-2", protocol::Role::kDevice));
+  r.KeepOffline(&b, 1004);
+  EXPECT_EQ(r.offline_size(), 2u);
+  r.ForgetOfflineIf([](const std::string& id, const OfflineSession&) { return id == "thermo-1"; });
+  EXPECT_EQ(r.FindOffline("thermo-1"), nullptr);
+  EXPECT_NE(r.FindOffline("thermo-2"), nullptr);
 }
 
 TEST(AccessRules, DeviceAndOperators) {

@@ -64,9 +64,9 @@ struct TestClientCallbacks {
   }
 };
 
-TestClient::TestClient(std::string client_id, int protocol)
+TestClient::TestClient(std::string client_id, int protocol, bool clean_session)
     : client_id_(std::move(client_id)), protocol_(protocol) {
-  mosq_ = mosquitto_new(client_id_.c_str(), true, this);
+  mosq_ = mosquitto_new(client_id_.c_str(), clean_session, this);
   mosquitto_int_option(mosq_, MOSQ_OPT_PROTOCOL_VERSION,
                        protocol_ == 5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
   // Never reconnect on our own: tests decide when a client connects.

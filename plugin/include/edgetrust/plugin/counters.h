@@ -26,6 +26,8 @@ struct Counters {
   uint64_t policy_reloads = 0;
   uint64_t policy_reload_failures = 0;
   uint64_t ticks = 0;  // MOSQ_EVT_TICK calls: shows how often the broker gives us the loop
+  uint64_t queued_for_offline = 0;  // messages let into the queue of a session whose client is away
+  uint64_t offline_sessions = 0;    // gauge: sessions kept for clients that are away
 
   void CountDenied(DenyReason reason) { ++denied[static_cast<size_t>(reason)]; }
   uint64_t denied_total() const;

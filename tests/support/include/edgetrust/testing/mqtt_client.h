@@ -31,8 +31,9 @@ struct ReceivedMessage {
 
 class TestClient {
  public:
-  // protocol: 4 = MQTT 3.1.1, 5 = MQTT 5.
-  TestClient(std::string client_id, int protocol = 5);
+  // protocol: 4 = MQTT 3.1.1, 5 = MQTT 5. clean_session false keeps the session across
+  // connections with 3.1.1 (with 5 it would need a session expiry, which this client never sends).
+  TestClient(std::string client_id, int protocol = 5, bool clean_session = true);
   ~TestClient();
   TestClient(const TestClient&) = delete;
   TestClient& operator=(const TestClient&) = delete;
