@@ -14,117 +14,39 @@
 #include <string>
 #include <vector>
 
-#include "edgetrust/pki/pki.h"
-#include "edgetrust/protocol/messages.h"
 #include "edgetrust/testing/mqtt_client.h"
 #include "edgetrust/testing/process.h"
 #include "edgetrust/testing/site_fixture.h"
+#include "gateway_fixture.h"
 
 namespace edgetrust {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::BinPath;
 using testing::Broker;
 using testing::FreeLoopbackPort;
+using testing::GatewaySite;
 using testing::ReceivedMessage;
 using testing::SiteFixture;
-using testing::Subprocess;
-using testing::TempDir;
 using testing::TestClient;
+using testing::UpstreamBroker;
 using testing::WaitUntil;
 using testing::WriteFile;
+using Device = testing::EnrollingDevice;
+using Upstream = UpstreamBroker;
 
 constexpr char kSite[] = "edge-fwd";
 
-struct Upstream {
-  std::string dir;
-  int port = 0;
-  Broker broker;
-
-  void Start() {
-    broker = Broker::Start(dir,
-                           "listener " + std::to_string(port) +
-                               " 127.0.0.1\nallow_anonymous true\npersistence false\n",
-                           {port});
-  }
-};
-
 struct Site {
-  TempDir tmp;
-  SiteFixture fx;
-  Broker broker;
+  GatewaySite gw;
   Upstream hq1, hq2;
 };
 Site* g_site = nullptr;
 
 std::string Policy(const SiteFixture& s, const std::string& route, const std::string& queue = "") {
-  auto upstream = [](const std::string& name, int port) {
-    return "  " + name + ": { kind: mqtt, url: \"mqtt://127.0.0.1:" + std::to_string(port) +
-           "\", topic: \"sites/{site}/{device}/{channel}\", down_topic: "
-           "\"cmd/{site}/{device}/{channel}\", qos: 1 }\n";
-  };
-  return "site: " + s.site_id + "\n" +
-         "trust:\n"
-         "  site_ca: " + s.site_ca_cert + "\n" +
-         "  manufacturers:\n"
-         "    acme: " + s.manufacturers.at("acme").ca_cert + "\n" +
-         "principals: { gateway: [edgetrust-gateway], admin: [ops-admin] }\n"
-         "groups:\n"
-         "  - name: thermostats\n"
-         "    match: { manufacturer: \"*\", model: \"*\" }\n"
-         "    enrollment: { mode: auto }\n"
-         "    route: " + route + "\n" +
-         "upstreams:\n" + upstream("hq1", g_site->hq1.port) + upstream("hq2", g_site->hq2.port) +
-         queue;
+  return testing::ForwardingPolicy(s, route, {{"hq1", g_site->hq1.port}, {"hq2", g_site->hq2.port}},
+                                   queue);
 }
-
-// An enrolled device: enrolls with its birth certificate through the real gateway, then stays
-// connected with the operational certificate it got, subscribed to its down-links.
-class Device {
- public:
-  Device(const SiteFixture& s, std::string id) : s_(s), id_(std::move(id)) {}
-
-  void Enroll() {
-    auto key = pki::PrivateKey::Generate(pki::KeyType::kEcdsaP256);
-    ASSERT_TRUE(key.ok());
-    TestClient birth(id_);
-    ASSERT_EQ(birth.Connect(s_.port, s_.DeviceTls(id_)), 0);
-    ASSERT_EQ(birth.Subscribe("et/" + id_ + "/enroll/res", 1), 1);
-    protocol::EnrollRequest r;
-    r.rid = "r-" + id_;
-    r.csr = *pki::CreateCsr(*key, {.cn = id_});
-    r.birth = pki::LoadCertificateFile(s_.Device(id_).cert)->der;
-    r.fw = "1.0.0";
-    r.model = s_.Device(id_).model;
-    Bytes req = protocol::EncodeEnrollRequest(r);
-    ASSERT_EQ(birth.Publish("et/" + id_ + "/enroll/req", std::string(req.begin(), req.end()), 1),
-              0);
-    auto m = birth.WaitMessage(15s);
-    ASSERT_TRUE(m.has_value()) << "no enrollment answer";
-    auto res = protocol::DecodeEnrollResponse(AsBytes(m->payload));
-    ASSERT_TRUE(res.ok() && res->ok) << (res.ok() ? res->msg : res.error().ToString());
-    birth.Disconnect();
-
-    std::string dir = s_.dir + "/../op-" + id_;
-    mkdir(dir.c_str(), 0755);
-    WriteFile(dir + "/cert.pem", pki::CertificateToPem(res->cert));
-    WriteFile(dir + "/key.pem", *key->ToPem());
-    client_ = std::make_unique<TestClient>(id_);
-    ASSERT_EQ(client_->Connect(s_.port, {s_.site_ca_cert, dir + "/cert.pem", dir + "/key.pem"}), 0);
-    ASSERT_EQ(client_->Subscribe("et/" + id_ + "/down/#", 1), 1);
-  }
-  TestClient& client() { return *client_; }
-  const std::string& id() const { return id_; }
-  int Up(const std::string& channel, const std::string& payload) {
-    return client_->Publish("et/" + id_ + "/up/" + channel, payload, 1);
-  }
-
- private:
-  const SiteFixture& s_;
-  std::string id_;
-  std::unique_ptr<TestClient> client_;
-};
 
 // A plain client on an upstream broker: what the cloud sees, and how it talks back.
 std::unique_ptr<TestClient> Cloud(const Upstream& u, const std::string& name) {
@@ -144,16 +66,16 @@ std::optional<ReceivedMessage> WaitTopic(TestClient& c, const std::string& topic
   return std::nullopt;
 }
 
-class GatewayForwardTest : public ::testing::Test {
+class GatewayForwardTest : public testing::GatewayTestBase {
  protected:
   static void SetUpTestSuite() {
     g_site = new Site();
-    Site& s = *g_site;
+    GatewaySite& s = g_site->gw;
     s.fx = SiteFixture::Create(s.tmp, {.site_id = kSite,
                                        .manufacturers = {{.name = "acme", .model = "thermo-1",
-                                                          .count = 3}}});
-    for (Upstream* u : {&s.hq1, &s.hq2}) {
-      u->dir = s.tmp / ("hq-" + std::to_string(u == &s.hq1 ? 1 : 2));
+                                                          .count = 4}}});
+    for (Upstream* u : {&g_site->hq1, &g_site->hq2}) {
+      u->dir = s.tmp / ("hq-" + std::to_string(u == &g_site->hq1 ? 1 : 2));
       mkdir(u->dir.c_str(), 0755);
       u->port = FreeLoopbackPort();
       u->Start();
@@ -166,43 +88,7 @@ class GatewayForwardTest : public ::testing::Test {
     g_site = nullptr;
   }
 
-  void TearDown() override {
-    if (gateway_.running()) {
-      gateway_.Signal(SIGTERM);
-      auto rc = gateway_.Wait(20s);
-      EXPECT_EQ(rc, std::optional<int>(0)) << "gateway did not stop cleanly\n" << gateway_.Log();
-    }
-    if (HasFailure()) {
-      std::string b = g_site->broker.Log();
-      std::cerr << "---- gateway log ----\n" << gateway_.Log() << "---- broker log (tail) ----\n"
-                << (b.size() > 4000 ? b.substr(b.size() - 4000) : b) << "\n";
-    }
-  }
-
-  const SiteFixture& site() { return g_site->fx; }
-
-  void StartGateway() {
-    const SiteFixture& s = site();
-    std::string log = g_site->tmp / ("gateway-" + std::to_string(++starts_) + "-" +
-                                     ::testing::UnitTest::GetInstance()->current_test_info()->name() +
-                                     ".log");
-    gateway_ = Subprocess::Start(
-        {BinPath("edgetrust-gateway"), "--policy", s.policy, "--store", s.store, "--broker",
-         "mqtts://127.0.0.1:" + std::to_string(s.port), "--ca", s.site_ca_cert, "--cert",
-         s.gateway_cert, "--key", s.gateway_key, "--log-level", "debug"},
-        log);
-    ASSERT_TRUE(WaitUntil([&] { return Logged("gateway_ready") || !gateway_.running(); }, 20s));
-    ASSERT_TRUE(gateway_.running()) << gateway_.Log();
-  }
-  bool Logged(const std::string& what, size_t times = 1) {
-    std::string log = gateway_.Log();
-    size_t n = 0;
-    for (size_t pos = log.find(what); pos != std::string::npos; pos = log.find(what, pos + 1)) ++n;
-    return n >= times;
-  }
-
-  Subprocess gateway_;
-  int starts_ = 0;
+  GatewaySite& gateway_site() override { return g_site->gw; }
 };
 
 TEST_F(GatewayForwardTest, UpDownAndRouteSwitchWithoutReconnecting) {
@@ -315,6 +201,28 @@ TEST_F(GatewayForwardTest, OnFullRefuseIsLoggedAndNothingBeyondTheLimitIsQueued)
   ASSERT_TRUE(m.has_value()) << gateway_.Log();
   EXPECT_EQ(m->payload, std::string(2500, 'a'));
   EXPECT_FALSE(WaitTopic(*cloud, std::string("sites/") + kSite + "/acme-000003/t", 500ms));
+}
+
+TEST_F(GatewayForwardTest, WhatDevicesSendWhileTheGatewayIsStoppedWaitsInItsBrokerSession) {
+  // The gateway's session outlives its connection (clean start off, session expiry): what
+  // devices publish meanwhile — and were acknowledged for — is queued by the broker for it.
+  WriteFile(site().policy, Policy(site(), "hq1"));
+  auto cloud = Cloud(g_site->hq1, "cloud-1c");
+  StartGateway();
+  ASSERT_TRUE(WaitUntil([&] { return Logged("upstream_up upstream=hq1"); }, 10s)) << gateway_.Log();
+  Device dev(site(), "acme-000004");
+  ASSERT_NO_FATAL_FAILURE(dev.Enroll());
+  gateway_.Signal(SIGTERM);
+  ASSERT_EQ(gateway_.Wait(20s), std::optional<int>(0)) << gateway_.Log();
+
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(dev.Up("offline", "o" + std::to_string(i)), 0);
+  StartGateway();
+  for (int i = 0; i < 5; ++i) {
+    auto m = WaitTopic(*cloud, std::string("sites/") + kSite + "/acme-000004/offline");
+    ASSERT_TRUE(m.has_value()) << "message " << i << " published while the gateway was away\n"
+                               << gateway_.Log();
+    EXPECT_EQ(m->payload, "o" + std::to_string(i));
+  }
 }
 
 }  // namespace
