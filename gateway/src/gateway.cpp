@@ -117,6 +117,9 @@ Status Gateway::Start() {
   o.clean_start = false;  // the broker keeps our subscriptions and queues requests while we are away
   o.session_expiry = options_.session_expiry_seconds;
   o.hold_acks = true;  // device data is acknowledged only once it is in the outbox
+  // Many messages per read, so one commit (one fsync) covers many: 20 would cap the gateway at
+  // 20 messages per fsync.
+  o.receive_maximum = 1024;
   mqtt::ClientCallbacks cb;
   cb.on_connect = [this](int reason) { OnConnect(reason); };
   cb.on_disconnect = [this](int reason) {

@@ -38,6 +38,8 @@ enum class State {
 
 constexpr int kConnectTimeoutSeconds = 15;
 constexpr uint64_t kStopGraceMs = 1000;
+// Packets read in one go before the loop gets its turn back (other connections, timers).
+constexpr int kMaxPacketsPerRead = 4096;
 
 void InitLibraryOnce() {
   static std::once_flag once;
@@ -156,7 +158,7 @@ struct UvMqttClient::Impl {
         return;
       }
     } else {
-      if (events & UV_READABLE) rc = mosquitto_loop_read(self->mosq, 1);
+      if (events & UV_READABLE) rc = self->ReadAvailable();
       if (self->received) {
         self->received = false;
         if (!self->detached && self->callbacks.on_received && !self->callbacks.on_received()) {
@@ -176,6 +178,26 @@ struct UvMqttClient::Impl {
     self->in_mosq--;
     if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_CONN_PENDING) self->lost_reason = rc;
     self->Sync();
+  }
+
+  // mosquitto_loop_read reads about one packet per call (a subscriber has no queue for it to
+  // size the batch by), so read on while bytes are waiting: everything that arrived together is
+  // then handled — and, with hold_acks, committed and acknowledged — together.
+  int ReadAvailable() {
+    int rc = MOSQ_ERR_SUCCESS;
+    for (int i = 0; i < kMaxPacketsPerRead; ++i) {
+      rc = mosquitto_loop_read(mosq, 1);
+      if (rc != MOSQ_ERR_SUCCESS) break;
+      const int fd = mosquitto_socket(mosq);
+      auto* ssl = static_cast<SSL*>(mosquitto_ssl_get(mosq));
+      if (fd < 0 || (!(ssl != nullptr && SSL_pending(ssl) > 0) && !BytesWaiting(fd))) break;
+    }
+    return rc;
+  }
+
+  static bool BytesWaiting(int fd) {
+    char b;
+    return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
   }
 
   // True when the socket has hit EOF or an error (peeks, consumes nothing).
@@ -430,6 +452,9 @@ Result<std::unique_ptr<UvMqttClient>> UvMqttClient::Create(uv_loop_t* loop, Clie
   mosquitto_int_option(impl->mosq, MOSQ_OPT_TCP_NODELAY, 1);
   // "Threaded" only tells libmosquitto not to write from inside its calls; it starts no thread.
   if (o.hold_acks) mosquitto_threaded_set(impl->mosq, true);
+  if (o.receive_maximum > 0 &&
+      mosquitto_int_option(impl->mosq, MOSQ_OPT_RECEIVE_MAXIMUM, o.receive_maximum) != MOSQ_ERR_SUCCESS)
+    return MakeError(ErrorCode::kInvalidArgument, "receive_maximum must be in 1..65535");
   mosquitto_connect_v5_callback_set(impl->mosq, &Impl::OnConnect);
   mosquitto_disconnect_v5_callback_set(impl->mosq, &Impl::OnDisconnect);
   mosquitto_publish_v5_callback_set(impl->mosq, &Impl::OnPublish);

@@ -63,6 +63,10 @@ struct ClientOptions {
   // consumer that makes messages durable there never has one acknowledged that a crash loses.
   // (Every packet then leaves from the loop's write step, one loop turn later at most.)
   bool hold_acks = false;
+  // v5: how many QoS 1/2 messages the broker may have unacknowledged towards us (Receive
+  // Maximum). 0 = libmosquitto's default of 20, which caps a busy subscriber at 20 messages per
+  // round trip (with hold_acks: per commit).
+  int receive_maximum = 0;
 };
 
 struct Message {
