@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "edgetrust/device/agent.h"
+#include "edgetrust/mqtt/uv_mqtt_client.h"
 
 namespace edgetrust::device {
 namespace {
@@ -212,6 +213,16 @@ Status AddAgents(Fleet& fleet, const Options& options) {
                      options.factory_out + " holds " + std::to_string(ids.size()) +
                          " provisioned device(s), --simulate asks for " +
                          std::to_string(options.simulate));
+  // Per device: the MQTT client's descriptors and the state directory's lock.
+  const uint64_t needed =
+      static_cast<uint64_t>(options.simulate) * (mqtt::kDescriptorsPerClient + 1) + 64;
+  if (const uint64_t limit = mqtt::RaiseDescriptorLimit(needed); limit < needed) {
+    return MakeError(ErrorCode::kResourceExhausted,
+                     "--simulate " + std::to_string(options.simulate) + " needs about " +
+                         std::to_string(needed) + " open files; the limit is " +
+                         std::to_string(limit) + " (raise it: ulimit -n " +
+                         std::to_string(needed) + ")");
+  }
   if (!options.state_dir.empty() && ::mkdir(options.state_dir.c_str(), 0700) != 0 && errno != EEXIST)
     return MakeError(ErrorCode::kIo, "cannot create " + options.state_dir);
   for (int i = 0; i < options.simulate; ++i) {

@@ -13,7 +13,9 @@ namespace {
 using protocol::TopicKind;
 using storage::DeviceState;
 
-constexpr size_t kMaxRememberedAnswers = 1 << 16;
+// A fast path for repeats only (the store answers them too): about 1.5 KB each, so this bounds
+// the gateway's memory whatever the fleet size.
+constexpr size_t kMaxRememberedAnswers = 4096;
 constexpr int64_t kBackdateSeconds = 300;  // tolerate device clocks slightly behind ours
 constexpr std::string_view kActor = "gateway";
 
@@ -457,6 +459,7 @@ Result<Outcome> EnrollmentService::State(storage::WriteTxn& txn, const DeviceReq
   if (d.model.empty()) d.model = m->model;
   if (*stamp == device->operational_fingerprint) {
     d.operational_unconfirmed = false;
+    answers_.erase(req.device_id);  // its certificate is in use: no repeat will come
     // First use of a renewed certificate ends the grace of the one before it.
     ET_ASSIGN_OR_RETURN(auto live, LiveOperational(txn, req.device_id));
     for (const auto& c : live) {

@@ -2,12 +2,14 @@
 #include <signal.h>
 #include <uv.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <vector>
 
 #include "edgetrust/gateway/gateway.h"
 #include "edgetrust/gateway/options.h"
+#include "edgetrust/mqtt/uv_mqtt_client.h"
 
 int main(int argc, char** argv) {
   using namespace edgetrust::gateway;
@@ -25,6 +27,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);  // a broker that goes away must not kill us mid-write
+  // Per-device upstreams (Azure IoT Hub, AWS identity device) hold a connection per active
+  // device: take all the descriptors the hard limit allows.
+  edgetrust::mqtt::RaiseDescriptorLimit(UINT64_MAX);
 
   uv_loop_t loop;
   uv_loop_init(&loop);

@@ -7,6 +7,7 @@
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 #include <openssl/ssl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -423,6 +424,17 @@ struct UvMqttClient::Impl {
     if (mosq) mosquitto_destroy(mosq);
   }
 };
+
+uint64_t RaiseDescriptorLimit(uint64_t wanted) {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < wanted) {
+    rlimit raised = rl;
+    raised.rlim_cur = rl.rlim_max == RLIM_INFINITY ? wanted : std::min<rlim_t>(wanted, rl.rlim_max);
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) rl = raised;
+  }
+  return rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : static_cast<uint64_t>(rl.rlim_cur);
+}
 
 Result<std::unique_ptr<UvMqttClient>> UvMqttClient::Create(uv_loop_t* loop, ClientOptions options,
                                                            ClientCallbacks callbacks) {

@@ -100,6 +100,12 @@ struct ClientCallbacks {
   std::function<void()> on_closed;
 };
 
+// Each client holds three descriptors: its socket and the socket pair libmosquitto makes for
+// every client. Raises the soft RLIMIT_NOFILE toward `wanted` (never above the hard limit, never
+// lowers it); returns the soft limit now in force.
+uint64_t RaiseDescriptorLimit(uint64_t wanted);
+inline constexpr uint64_t kDescriptorsPerClient = 3;
+
 class UvMqttClient {
  public:
   // Initialises libmosquitto once per process (thread-safe) and prepares the client; does not
