@@ -1,5 +1,6 @@
 #include "edgetrust/gateway/gateway.h"
 
+#include <malloc.h>
 #include <signal.h>
 
 #include <algorithm>
@@ -17,7 +18,7 @@ using protocol::TopicKind;
 
 constexpr size_t kBatchSize = 128;          // requests per write transaction
 constexpr size_t kMaxQueued = 20000;        // beyond this, requests are dropped (devices retry)
-constexpr uint64_t kHousekeepingMs = 30000;
+constexpr uint64_t kHousekeepingMs = 10000;
 constexpr std::string_view kStampProperty = "et-cert-sha256";
 constexpr uint64_t kUpstreamWatchMs = 250;
 constexpr uint64_t kRefusedLogEveryMs = 1000;  // on_full: refuse logs at most one line a second
@@ -82,6 +83,8 @@ Status Gateway::Start() {
   uv_timer_start(&housekeeping_, [](uv_timer_t* t) {
     auto* self = static_cast<Gateway*>(t->data);
     self->limiter_.Prune(uv_now(self->loop_));
+    // After a burst (a fleet enrolling) glibc keeps the freed heap; hand it back once idle.
+    if (self->queue_.empty() && self->up_queue_.empty()) malloc_trim(0);
   }, kHousekeepingMs, kHousekeepingMs);
 
   cloud_identities_ = std::make_unique<CloudIdentities>(
@@ -209,11 +212,17 @@ void Gateway::OnMessage(const mqtt::Message& m) {
       return;
     }
   }
+  const std::string key = r.device_id + '/' + std::to_string(static_cast<int>(r.kind));
+  if (auto it = queued_.find(key); it != queued_.end()) {
+    *it->second = std::move(r);  // the newest ask of this device stands in for the older one
+    return;
+  }
   if (queue_.size() >= kMaxQueued) {
     log_.Warn("request_dropped", {{"device", r.device_id}, {"msg", "queue full"}});
     return;
   }
   queue_.push_back(std::move(r));
+  queued_.emplace(key, std::prev(queue_.end()));
   ScheduleDrain();
 }
 
@@ -231,7 +240,9 @@ void Gateway::Drain() {
   ForwardUp();
   std::deque<DeviceRequest> batch;
   while (!queue_.empty() && batch.size() < kBatchSize) {
-    batch.push_back(std::move(queue_.front()));
+    DeviceRequest& r = queue_.front();
+    queued_.erase(r.device_id + '/' + std::to_string(static_cast<int>(r.kind)));
+    batch.push_back(std::move(r));
     queue_.pop_front();
   }
   if (!batch.empty()) HandleBatch(batch);

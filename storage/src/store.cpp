@@ -275,7 +275,10 @@ Result<Store> Store::Open(const StoreOptions& options) {
 
   // MDB_NOTLS: a read txn belongs to its object, not its thread, so one can be reused
   // across libuv's pool threads and the plugin keeps one slot for its whole life.
-  unsigned flags = MDB_NOTLS;
+  // MDB_NORDAHEAD: lookups are random (device ids, fingerprints); LMDB then advises the map
+  // MADV_RANDOM, so a page fault maps that page only, not its cached neighbours (fault-around),
+  // and a process's RSS holds the pages it reads rather than most of the file.
+  unsigned flags = MDB_NOTLS | MDB_NORDAHEAD;
   if (options.read_only) flags |= MDB_RDONLY;
   if (!options.sync) flags |= MDB_NOSYNC;
   rc = mdb_env_open(env, options.path.c_str(), flags, static_cast<mdb_mode_t>(options.file_mode));

@@ -25,9 +25,11 @@
 
 #include <cstdint>
 #include <deque>
+#include <list>
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -98,7 +100,10 @@ class Gateway {
   EnrollmentService service_;
   RateLimiter limiter_;
   std::unique_ptr<mqtt::UvMqttClient> client_;
-  std::deque<DeviceRequest> queue_;
+  std::list<DeviceRequest> queue_;
+  // The waiting request of each (device, kind): a device that asks again before its turn (its
+  // answer timed out) replaces it instead of queueing a duplicate.
+  std::unordered_map<std::string, std::list<DeviceRequest>::iterator> queued_;
   // Before forwarder_: its aws-iot `identity: device` upstreams call into it.
   std::unique_ptr<CloudIdentities> cloud_identities_;
   std::unique_ptr<forwarding::Forwarder> forwarder_;
