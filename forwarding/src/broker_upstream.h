@@ -13,17 +13,9 @@
 #include "edgetrust/forwarding/upstream.h"
 #include "topic_template.h"
 #include "tracked_client.h"
+#include "upstream_limits.h"
 
 namespace edgetrust::forwarding::internal {
-
-struct BrokerLimits {
-  std::string kind = "mqtt";       // for log lines
-  int max_qos = 2;                 // higher requests are downgraded (warned once, counted)
-  size_t max_payload_bytes = 0;    // 0 = no limit
-  int max_topic_slashes = -1;      // -1 = no limit
-  size_t max_topic_bytes = 0;      // 0 = no limit
-  double publishes_per_second = 0; // per connection; 0 = no limit
-};
 
 class BrokerUpstream : public UpstreamConnection {
  public:
@@ -45,11 +37,9 @@ class BrokerUpstream : public UpstreamConnection {
  private:
   struct Connection {
     std::unique_ptr<TrackedClient> client;
-    double tokens = 0;
-    uint64_t refilled_at_ms = 0;
+    PublishBucket bucket;
   };
   BrokerUpstream() = default;
-  bool TakeToken(Connection& c);
   void OnMessage(const mqtt::Message& m);
 
   std::string name_;

@@ -91,8 +91,7 @@ Result<std::unique_ptr<BrokerUpstream>> BrokerUpstream::Create(
                                               counters));
     Connection c;
     c.client = std::move(client);
-    c.tokens = raw->limits_.publishes_per_second;
-    c.refilled_at_ms = uv_now(loop);
+    c.bucket = PublishBucket(raw->limits_.publishes_per_second, uv_now(loop));
     self->connections_.push_back(std::move(c));
   }
   return self;
@@ -123,19 +122,6 @@ bool BrokerUpstream::ready() const {
   return false;
 }
 
-bool BrokerUpstream::TakeToken(Connection& c) {
-  const double rate = limits_.publishes_per_second;
-  if (rate <= 0) return true;
-  const uint64_t now = uv_now(loop_);
-  if (now > c.refilled_at_ms) {
-    c.tokens = std::min(rate, c.tokens + rate * static_cast<double>(now - c.refilled_at_ms) / 1000.0);
-    c.refilled_at_ms = now;
-  }
-  if (c.tokens < 1.0) return false;
-  c.tokens -= 1.0;
-  return true;
-}
-
 Result<UpstreamConnection::Sent> BrokerUpstream::Send(const storage::OutboxMessage& message, const DeviceContext& device) {
   ET_ASSIGN_OR_RETURN(std::string topic,
                       ExpandTopic(topic_template_, {.site = site_,
@@ -144,25 +130,7 @@ Result<UpstreamConnection::Sent> BrokerUpstream::Send(const storage::OutboxMessa
                                                     .group = device.group,
                                                     .model = device.model,
                                                     .manufacturer = device.manufacturer}));
-  if (limits_.max_payload_bytes > 0 && message.payload.size() > limits_.max_payload_bytes) {
-    counters_->limit_violations++;
-    return MakeError(ErrorCode::kInvalidArgument,
-                     limits_.kind + ": payload of " + std::to_string(message.payload.size()) +
-                         " bytes exceeds " + std::to_string(limits_.max_payload_bytes));
-  }
-  if (limits_.max_topic_slashes >= 0 &&
-      std::count(topic.begin(), topic.end(), '/') > limits_.max_topic_slashes) {
-    counters_->limit_violations++;
-    return MakeError(ErrorCode::kInvalidArgument,
-                     limits_.kind + ": topic '" + topic + "' has more than " +
-                         std::to_string(limits_.max_topic_slashes) + " '/'");
-  }
-  if (limits_.max_topic_bytes > 0 && topic.size() > limits_.max_topic_bytes) {
-    counters_->limit_violations++;
-    return MakeError(ErrorCode::kInvalidArgument, limits_.kind + ": topic longer than " +
-                                                      std::to_string(limits_.max_topic_bytes) +
-                                                      " bytes");
-  }
+  ET_RETURN_IF_ERROR(CheckMessageLimits(limits_, topic, message.payload.size(), counters_));
   int qos = std::min<int>(message.qos, qos_);
   if (message.qos > limits_.max_qos) {
     counters_->qos_downgraded++;
@@ -175,7 +143,9 @@ Result<UpstreamConnection::Sent> BrokerUpstream::Send(const storage::OutboxMessa
   qos = std::min(qos, limits_.max_qos);
   Connection& c = connections_[std::hash<std::string>{}(message.device_id) % connections_.size()];
   if (!c.client->connected()) return MakeError(ErrorCode::kUnavailable, "not connected");
-  if (!TakeToken(c)) return MakeError(ErrorCode::kResourceExhausted, "publish rate limit");
+  if (!c.bucket.Take(uv_now(loop_))) {
+    return MakeError(ErrorCode::kResourceExhausted, "publish rate limit");
+  }
   ET_ASSIGN_OR_RETURN(int mid, c.client->Publish(topic, message.payload, qos, message.seq));
   return Sent{mid, qos > 0};
 }

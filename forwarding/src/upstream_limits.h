@@ -4,11 +4,22 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 
-#include "broker_upstream.h"
+#include "edgetrust/common/result.h"
+#include "edgetrust/forwarding/upstream.h"
 
 namespace edgetrust::forwarding::internal {
+
+struct BrokerLimits {
+  std::string kind = "mqtt";       // for log lines
+  int max_qos = 2;                 // higher requests are downgraded (warned once, counted)
+  size_t max_payload_bytes = 0;    // 0 = no limit
+  int max_topic_slashes = -1;      // -1 = no limit
+  size_t max_topic_bytes = 0;      // 0 = no limit
+  double publishes_per_second = 0; // per connection; 0 = no limit
+};
 
 // kInvalidArgument (counted as a limit violation) when a message of `payload_bytes` to `topic`
 // can never be sent under `limits`.
