@@ -9,7 +9,6 @@
 // AWS's documented limits are enforced here, per connection, before sending, because AWS answers
 // a violation by dropping the whole connection.
 #include <algorithm>
-#include <cstdio>
 #include <memory>
 #include <optional>
 #include <string>
@@ -76,13 +75,7 @@ class AwsDeviceUpstream : public UpstreamConnection {
   const std::string& name() const override { return config_.name; }
 
   Result<Sent> Send(const storage::OutboxMessage& message, const DeviceContext& device) override {
-    ET_ASSIGN_OR_RETURN(std::string topic,
-                        ExpandTopic(topic_template_, {.site = site_,
-                                                      .device = message.device_id,
-                                                      .channel = message.channel,
-                                                      .group = device.group,
-                                                      .model = device.model,
-                                                      .manufacturer = device.manufacturer}));
+    ET_ASSIGN_OR_RETURN(std::string topic, MessageTopic(topic_template_, site_, message, device));
     // Before opening anything: a message that can never be sent must not cost a connection.
     ET_RETURN_IF_ERROR(CheckMessageLimits(limits_, topic, message.payload.size(), counters_));
     auto d = devices_.Acquire(message.device_id);
@@ -96,17 +89,8 @@ class AwsDeviceUpstream : public UpstreamConnection {
     if (!(*d)->bucket.Take(uv_now(loop_))) {
       return MakeError(ErrorCode::kResourceExhausted, "publish rate limit");
     }
-    if (message.qos > limits_.max_qos) {
-      counters_->qos_downgraded++;
-      if (!warned_qos_) {
-        warned_qos_ = true;
-        std::fprintf(stderr,
-                     "forwarding: upstream '%s' (aws-iot) supports QoS <= 1; QoS %d messages are "
-                     "sent with QoS 1\n",
-                     config_.name.c_str(), message.qos);
-      }
-    }
-    const int qos = std::min({static_cast<int>(message.qos), config_.qos, limits_.max_qos});
+    const int qos =
+        SendQos(limits_, message.qos, config_.qos, config_.name, counters_, &warned_qos_);
     ET_ASSIGN_OR_RETURN(int mid, (*d)->client->Publish(topic, message.payload, qos, message.seq));
     return Sent{mid, qos > 0};
   }

@@ -1,7 +1,6 @@
 // The `mqtt` upstream kind: any MQTT 3.1.1 / 5 broker, plain or TLS, with username/password or a
 // client certificate, through a pool of `connections` gateway connections.
 #include <algorithm>
-#include <cstdio>
 #include <fstream>
 #include <functional>
 #include <sstream>
@@ -123,24 +122,9 @@ bool BrokerUpstream::ready() const {
 }
 
 Result<UpstreamConnection::Sent> BrokerUpstream::Send(const storage::OutboxMessage& message, const DeviceContext& device) {
-  ET_ASSIGN_OR_RETURN(std::string topic,
-                      ExpandTopic(topic_template_, {.site = site_,
-                                                    .device = message.device_id,
-                                                    .channel = message.channel,
-                                                    .group = device.group,
-                                                    .model = device.model,
-                                                    .manufacturer = device.manufacturer}));
+  ET_ASSIGN_OR_RETURN(std::string topic, MessageTopic(topic_template_, site_, message, device));
   ET_RETURN_IF_ERROR(CheckMessageLimits(limits_, topic, message.payload.size(), counters_));
-  int qos = std::min<int>(message.qos, qos_);
-  if (message.qos > limits_.max_qos) {
-    counters_->qos_downgraded++;
-    if (!warned_qos_) {
-      warned_qos_ = true;
-      std::fprintf(stderr, "forwarding: upstream '%s' (%s) supports QoS <= %d; QoS %d messages are sent with QoS %d\n",
-                   name_.c_str(), limits_.kind.c_str(), limits_.max_qos, message.qos, limits_.max_qos);
-    }
-  }
-  qos = std::min(qos, limits_.max_qos);
+  const int qos = SendQos(limits_, message.qos, qos_, name_, counters_, &warned_qos_);
   Connection& c = connections_[std::hash<std::string>{}(message.device_id) % connections_.size()];
   if (!c.client->connected()) return MakeError(ErrorCode::kUnavailable, "not connected");
   if (!c.bucket.Take(uv_now(loop_))) {

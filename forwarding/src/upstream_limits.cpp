@@ -1,9 +1,37 @@
 #include "upstream_limits.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <string>
 
+#include "topic_template.h"
+
 namespace edgetrust::forwarding::internal {
+
+Result<std::string> MessageTopic(std::string_view topic_template, std::string_view site,
+                                 const storage::OutboxMessage& message, const DeviceContext& device) {
+  return ExpandTopic(topic_template, {.site = site,
+                                      .device = message.device_id,
+                                      .channel = message.channel,
+                                      .group = device.group,
+                                      .model = device.model,
+                                      .manufacturer = device.manufacturer});
+}
+
+int SendQos(const BrokerLimits& limits, int asked, int configured, const std::string& upstream,
+            UpstreamCounters* counters, bool* warned) {
+  if (asked > limits.max_qos) {
+    counters->qos_downgraded++;
+    if (!*warned) {
+      *warned = true;
+      std::fprintf(stderr,
+                   "forwarding: upstream '%s' (%s) supports QoS <= %d; QoS %d messages are sent "
+                   "with QoS %d\n",
+                   upstream.c_str(), limits.kind.c_str(), limits.max_qos, asked, limits.max_qos);
+    }
+  }
+  return std::min({asked, configured, limits.max_qos});
+}
 
 Status CheckMessageLimits(const BrokerLimits& limits, std::string_view topic, size_t payload_bytes,
                           UpstreamCounters* counters) {

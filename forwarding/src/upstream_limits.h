@@ -21,6 +21,16 @@ struct BrokerLimits {
   double publishes_per_second = 0; // per connection; 0 = no limit
 };
 
+// The topic an outbox message is published on, from the upstream's topic template.
+Result<std::string> MessageTopic(std::string_view topic_template, std::string_view site,
+                                 const storage::OutboxMessage& message, const DeviceContext& device);
+
+// The QoS a message is sent with: the lowest of what it asked, what the upstream is configured
+// for and what the kind allows. A message asking more than the kind allows is counted as
+// downgraded; the first one of an upstream is also said on stderr (`*warned` remembers it).
+int SendQos(const BrokerLimits& limits, int asked, int configured, const std::string& upstream,
+            UpstreamCounters* counters, bool* warned);
+
 // kInvalidArgument (counted as a limit violation) when a message of `payload_bytes` to `topic`
 // can never be sent under `limits`.
 Status CheckMessageLimits(const BrokerLimits& limits, std::string_view topic, size_t payload_bytes,
