@@ -27,6 +27,11 @@ constexpr size_t kMaxUpQueued = 100000;        // up messages awaiting lookup (o
 
 std::string Num(uint64_t v) { return std::to_string(v); }
 
+// One waiting request per device and kind (see Gateway::queued_).
+std::string QueueKey(const DeviceRequest& r) {
+  return r.device_id + '/' + std::to_string(static_cast<int>(r.kind));
+}
+
 bool IsRequest(TopicKind k) { return k == TopicKind::kEnrollReq || k == TopicKind::kCertReq; }
 
 }  // namespace
@@ -181,9 +186,9 @@ void Gateway::OnMessage(const mqtt::Message& m) {
       keep_failed_ = true;
       return;
     }
+    // Handed to the outbox by OnReceived, at the end of this read.
     up_queue_.push_back({std::string(topic->device_id), std::string(topic->channel), m.payload,
                          m.qos});
-    ScheduleDrain();
     return;
   }
   if (stopping_) return;
@@ -212,7 +217,7 @@ void Gateway::OnMessage(const mqtt::Message& m) {
       return;
     }
   }
-  const std::string key = r.device_id + '/' + std::to_string(static_cast<int>(r.kind));
+  const std::string key = QueueKey(r);
   if (auto it = queued_.find(key); it != queued_.end()) {
     *it->second = std::move(r);  // the newest ask of this device stands in for the older one
     return;
@@ -237,11 +242,10 @@ void Gateway::ScheduleDrain() {
 
 void Gateway::Drain() {
   drain_scheduled_ = false;
-  ForwardUp();
   std::deque<DeviceRequest> batch;
   while (!queue_.empty() && batch.size() < kBatchSize) {
     DeviceRequest& r = queue_.front();
-    queued_.erase(r.device_id + '/' + std::to_string(static_cast<int>(r.kind)));
+    queued_.erase(QueueKey(r));
     batch.push_back(std::move(r));
     queue_.pop_front();
   }
@@ -361,8 +365,7 @@ void Gateway::Reload() {
     return;
   }
   if (forwarder_ && !draining_) {
-    // Messages already read belong to the old routes: hand them over first.
-    ForwardUp();
+    // Messages already read are in the outbox (OnReceived ends every read) under the old routes.
     if (auto st = forwarder_->ApplyPolicy(PolicyOf(*fresh)); !st.ok()) {
       log_.Error("policy_reload_refused", {{"error", st.error().ToString()},
                                            {"msg", "keeping the running policy"}});
@@ -395,7 +398,6 @@ void Gateway::Shutdown() {
 
 void Gateway::FinishShutdown() {
   if (draining_) return;
-  ForwardUp();
   draining_ = true;
   if (!handles_open_ || !forwarder_) {
     if (forwarder_) forwarder_->Stop();
