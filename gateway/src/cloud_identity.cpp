@@ -8,6 +8,7 @@
 #include <optional>
 #include <utility>
 
+#include "certificate_record.h"
 #include "edgetrust/pki/key.h"
 #include "edgetrust/storage/tables.h"
 
@@ -16,8 +17,6 @@ namespace {
 
 constexpr int64_t kBackdateSeconds = 300;  // tolerate cloud clocks slightly behind ours
 constexpr std::string_view kActor = "gateway";
-
-Bytes ToBytes(const Sha256Digest& d) { return Bytes(d.begin(), d.end()); }
 
 // Upstream names become a directory: one plain path component.
 bool IsPlainName(std::string_view name) {
@@ -148,16 +147,8 @@ Result<forwarding::CloudIdentity> CloudIdentities::Issue(const SiteAuthority& au
   ET_ASSIGN_OR_RETURN(storage::WriteTxn txn, store_->BeginWrite());
   // Another writer (the CLI) may have revoked the device since the read.
   ET_RETURN_IF_ERROR(ActiveDevice(txn, device_id));
-  storage::CertificateRecord r;
-  r.fingerprint = ToBytes(cert.fingerprint);
-  r.device_id = device_id;
-  r.kind = storage::CertificateKind::kCloud;
-  r.issuer_id = ToBytes(cert.issuer_id);
-  r.serial = cert.serial;
-  r.not_before = cert.not_before;
-  r.not_after = cert.not_after;
-  r.der = cert.der;
-  ET_RETURN_IF_ERROR(storage::PutCertificate(txn, r));
+  ET_RETURN_IF_ERROR(storage::PutCertificate(
+      txn, CertificateRecordOf(cert, device_id, storage::CertificateKind::kCloud)));
   storage::AuditRecord audit;
   audit.actor = std::string(kActor);
   audit.action = "cloud_cert_issue";

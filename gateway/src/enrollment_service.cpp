@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "certificate_record.h"
 #include "edgetrust/pki/csr.h"
 #include "edgetrust/protocol/messages.h"
 #include "edgetrust/storage/lifecycle.h"
@@ -19,7 +20,6 @@ constexpr size_t kMaxRememberedAnswers = 4096;
 constexpr int64_t kBackdateSeconds = 300;  // tolerate device clocks slightly behind ours
 constexpr std::string_view kActor = "gateway";
 
-Bytes ToBytes(const Sha256Digest& d) { return Bytes(d.begin(), d.end()); }
 std::string Short(ByteView fp) { return HexEncode(fp.first(std::min<size_t>(fp.size(), 8))); }
 
 struct Refusal {
@@ -121,20 +121,6 @@ Result<pki::Certificate> IssueOperational(const SiteAuthority& authority, const 
   ir.not_after = now + int64_t{cert_days} * 86400;
   ir.extended_usage = pki::ExtendedUsage::kClientAuth;
   return pki::IssueCertificate(authority.site_ca, *authority.site_key, ir);
-}
-
-storage::CertificateRecord RecordOf(const pki::Certificate& c, const std::string& device_id,
-                                    storage::CertificateKind kind) {
-  storage::CertificateRecord r;
-  r.fingerprint = ToBytes(c.fingerprint);
-  r.device_id = device_id;
-  r.kind = kind;
-  r.issuer_id = ToBytes(c.issuer_id);
-  r.serial = c.serial;
-  r.not_before = c.not_before;
-  r.not_after = c.not_after;
-  r.der = c.der;
-  return r;
 }
 
 const policies::EnrollmentPolicy& EnrollmentOf(const policies::Policy& policy,
@@ -295,10 +281,10 @@ Result<Outcome> EnrollmentService::Enroll(storage::WriteTxn& txn, const SiteAuth
   ET_ASSIGN_OR_RETURN(auto birth_rec, storage::FindCertificate(txn, ToBytes(birth->fingerprint)));
   if (!birth_rec) {
     ET_RETURN_IF_ERROR(
-        storage::PutCertificate(txn, RecordOf(*birth, id, storage::CertificateKind::kBirth)));
+        storage::PutCertificate(txn, CertificateRecordOf(*birth, id, storage::CertificateKind::kBirth)));
   }
   ET_RETURN_IF_ERROR(
-      storage::PutCertificate(txn, RecordOf(*cert, id, storage::CertificateKind::kOperational)));
+      storage::PutCertificate(txn, CertificateRecordOf(*cert, id, storage::CertificateKind::kOperational)));
   storage::DeviceRecord d = device ? *device : storage::DeviceRecord{};
   std::string previous_state = device ? std::string(storage::DeviceStateName(device->state)) : "new";
   d.id = id;
@@ -404,7 +390,7 @@ Result<Outcome> EnrollmentService::Renew(storage::WriteTxn& txn, const SiteAutho
   // The presented certificate stays valid until the device has connected with the new one
   // (see State): no lock-out if this answer is lost.
   ET_RETURN_IF_ERROR(
-      storage::PutCertificate(txn, RecordOf(*cert, id, storage::CertificateKind::kOperational)));
+      storage::PutCertificate(txn, CertificateRecordOf(*cert, id, storage::CertificateKind::kOperational)));
   storage::DeviceRecord d = *device;
   d.operational_fingerprint = ToBytes(cert->fingerprint);
   d.operational_not_after = cert->not_after;
