@@ -15,19 +15,22 @@ bool UnderStats(std::string_view topic) { return topic.starts_with(kStatsTopicPr
 
 bool MayAccess(const ClientInfo& client, std::string_view prefix, Access access,
                std::string_view topic) {
-  if (client.cut_off) return false;
-  const std::string& id = client.client_id;
+  return !client.cut_off && MayAccess(client.role, client.client_id, prefix, access, topic);
+}
+
+bool MayAccess(protocol::Role role, std::string_view id, std::string_view prefix, Access access,
+               std::string_view topic) {
   switch (access) {
     case Access::kPublish:
-      return protocol::MayPublish(client.role, prefix, id, topic);
+      return protocol::MayPublish(role, prefix, id, topic);
     case Access::kSubscribe:
     case Access::kUnsubscribe:
       // Unsubscribing is confined like subscribing: nothing outside the role was ever granted.
-      if (IsOperator(client.role) && UnderStats(topic)) return protocol::IsValidTopicFilter(topic);
-      return protocol::MaySubscribe(client.role, prefix, id, topic);
+      if (IsOperator(role) && UnderStats(topic)) return protocol::IsValidTopicFilter(topic);
+      return protocol::MaySubscribe(role, prefix, id, topic);
     case Access::kReceive:
-      if (IsOperator(client.role) && UnderStats(topic)) return true;
-      return protocol::MayReceive(client.role, prefix, id, topic);
+      if (IsOperator(role) && UnderStats(topic)) return true;
+      return protocol::MayReceive(role, prefix, id, topic);
   }
   return false;
 }

@@ -29,10 +29,7 @@ int HandleAclCheck(PluginState& state, void* event_data) {
   if (client == nullptr && ev->access == MOSQ_ACL_READ && ev->topic != nullptr) {
     const char* id = mosquitto_client_id(ev->client);
     if (const OfflineSession* away = id ? state.clients.FindOffline(id) : nullptr) {
-      ClientInfo as_was;
-      as_was.client_id = id;
-      as_was.role = away->role;
-      if (MayAccess(as_was, state.topic_prefix(), Access::kReceive, ev->topic)) {
+      if (MayAccess(away->role, id, state.topic_prefix(), Access::kReceive, ev->topic)) {
         ++state.counters.queued_for_offline;
         return MOSQ_ERR_SUCCESS;
       }

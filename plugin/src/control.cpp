@@ -51,8 +51,7 @@ void Run(PluginState& state, const ControlCommand& cmd, const std::string& calle
       response.Ok(cmd, {{"storeOpen", state.store_open()}});
       return;
     case Kind::kGetStats:
-      state.counters.offline_sessions = state.clients.offline_size();
-      response.Ok(cmd, state.counters.ToJson(state.clients.size()));
+      response.Ok(cmd, state.counters.ToJson(state.clients.size(), state.clients.offline_size()));
       return;
     case Kind::kInvalid:
       response.Fail(cmd, cmd.error);

@@ -8,7 +8,8 @@ uint64_t Counters::denied_total() const {
   return std::accumulate(denied.begin(), denied.end(), uint64_t{0});
 }
 
-std::vector<std::pair<std::string, std::string>> Counters::Topics(size_t clients) const {
+std::vector<std::pair<std::string, std::string>> Counters::Topics(size_t clients,
+                                                                  size_t offline_sessions) const {
   std::vector<std::pair<std::string, std::string>> out;
   auto add = [&](std::string name, uint64_t v) { out.emplace_back(std::move(name), std::to_string(v)); };
   add("clients/connected", clients);
@@ -32,9 +33,9 @@ std::vector<std::pair<std::string, std::string>> Counters::Topics(size_t clients
   return out;
 }
 
-nlohmann::json Counters::ToJson(size_t clients) const {
+nlohmann::json Counters::ToJson(size_t clients, size_t offline_sessions) const {
   nlohmann::json j = nlohmann::json::object();
-  for (auto& [name, value] : Topics(clients)) j[name] = std::stoull(value);
+  for (auto& [name, value] : Topics(clients, offline_sessions)) j[name] = std::stoull(value);
   return j;
 }
 

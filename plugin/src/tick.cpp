@@ -120,8 +120,8 @@ void ForgetOldOfflineSessions(PluginState& state) {
 }
 
 void PublishStats(PluginState& state) {
-  state.counters.offline_sessions = state.clients.offline_size();
-  for (const auto& [name, value] : state.counters.Topics(state.clients.size())) {
+  const auto topics = state.counters.Topics(state.clients.size(), state.clients.offline_size());
+  for (const auto& [name, value] : topics) {
     const std::string topic = std::string(kStatsTopicPrefix) + name;
     mosquitto_broker_publish_copy(nullptr, topic.c_str(), static_cast<int>(value.size()),
                                   value.data(), 0, true, nullptr);

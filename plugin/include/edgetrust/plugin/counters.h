@@ -27,14 +27,15 @@ struct Counters {
   uint64_t policy_reload_failures = 0;
   uint64_t ticks = 0;  // MOSQ_EVT_TICK calls: shows how often the broker gives us the loop
   uint64_t queued_for_offline = 0;  // messages let into the queue of a session whose client is away
-  uint64_t offline_sessions = 0;    // gauge: sessions kept for clients that are away
 
   void CountDenied(DenyReason reason) { ++denied[static_cast<size_t>(reason)]; }
   uint64_t denied_total() const;
 
-  // (topic below $SYS/broker/edgetrust/, decimal value); `clients` = connected right now.
-  std::vector<std::pair<std::string, std::string>> Topics(size_t clients) const;
-  nlohmann::json ToJson(size_t clients) const;
+  // (topic below $SYS/broker/edgetrust/, decimal value); `clients` = connected right now,
+  // `offline_sessions` = sessions kept for clients that are away.
+  std::vector<std::pair<std::string, std::string>> Topics(size_t clients,
+                                                          size_t offline_sessions) const;
+  nlohmann::json ToJson(size_t clients, size_t offline_sessions) const;
 };
 
 }  // namespace edgetrust::plugin
