@@ -45,6 +45,7 @@ class AzureIotUpstream : public UpstreamConnection {
     return OkStatus();
   }
   void Stop() override { devices_.Stop(); }
+  void CloseDevice(const std::string& device_id) override { devices_.Close(device_id); }
   bool closed() const override { return devices_.closed(); }
   bool ready() const override { return devices_.running(); }
   const std::string& name() const override { return config_.name; }

@@ -54,6 +54,14 @@ Result<DeviceConnections::Device*> DeviceConnections::Acquire(const std::string&
   return &d;
 }
 
+void DeviceConnections::Close(const std::string& device_id) {
+  failed_.erase(device_id);
+  auto it = devices_.find(device_id);
+  if (it == devices_.end()) return;
+  Retire(std::move(it->second.client));
+  devices_.erase(it);
+}
+
 Status DeviceConnections::Open(const std::string& device_id) {
   const uint64_t now = uv_now(loop_);
   if (auto f = failed_.find(device_id); f != failed_.end() && now < f->second.retry_at_ms) {
@@ -61,7 +69,10 @@ Status DeviceConnections::Open(const std::string& device_id) {
   }
   Result<DeviceLink> link = opener_(device_id);
   if (!link.ok()) {
-    if (link.error().code != ErrorCode::kFailedPrecondition) Failed(device_id, link.error());
+    const ErrorCode code = link.error().code;
+    if (code != ErrorCode::kFailedPrecondition && code != ErrorCode::kUnavailable) {
+      Failed(device_id, link.error());
+    }
     return link.error();
   }
   TrackedClientHooks hooks;

@@ -35,7 +35,9 @@ struct DeviceLink {
 class DeviceConnections {
  public:
   // Builds a device's link. kFailedPrecondition: the device may not connect (returned to every
-  // Acquire, without back-off: nothing is retried). Other errors back off like reconnects.
+  // Acquire, without back-off: nothing is retried). kUnavailable: not yet (its credentials are
+  // being prepared; whoever prepares them wakes the Forwarder). Other errors back off like
+  // reconnects.
   using Opener = std::function<Result<DeviceLink>(const std::string& device_id)>;
   using MessageHandler = std::function<void(const std::string& device_id, const mqtt::Message&)>;
 
@@ -61,6 +63,10 @@ class DeviceConnections {
   // The device's connection once it is up, its idle clock restarted. kUnavailable while it is
   // being opened or backs off after a failure; the opener's error when an attempt fails now.
   Result<Device*> Acquire(const std::string& device_id);
+
+  // Closes the device's connection now (its in-flight messages reported lost) and forgets its
+  // back-off; the next Acquire opens anew, asking the opener again.
+  void Close(const std::string& device_id);
 
   // Devices with a connection object (connected or connecting).
   size_t size() const { return devices_.size(); }

@@ -509,6 +509,18 @@ Status Forwarder::ApplyPolicy(std::shared_ptr<const policies::Policy> policy) {
 
 Status Forwarder::Flush() { return impl_->Flush(); }
 
+void Forwarder::CloseDevice(const std::string& device_id) {
+  impl_->devices.erase(device_id);  // its group may change by the time it is active again
+  impl_->devices_looked_up.erase(device_id);
+  for (auto& [name, u] : impl_->upstreams) {
+    if (u->connection) u->connection->CloseDevice(device_id);
+  }
+}
+
+void Forwarder::Wake() {
+  if (!impl_->stopping) impl_->retry_timer.Start(0);
+}
+
 void Forwarder::Stop() {
   if (impl_->stopping) return;
   (void)impl_->Flush();

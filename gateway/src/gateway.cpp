@@ -93,7 +93,10 @@ Status Gateway::Start() {
   }, kHousekeepingMs, kHousekeepingMs);
 
   cloud_identities_ = std::make_unique<CloudIdentities>(
-      &store_, [this] { return authority_; }, CloudIdentityOptions{.dir = options_.cloud_dir},
+      loop_, &store_, [this] { return authority_; }, CloudIdentityOptions{.dir = options_.cloud_dir},
+      [this] {
+        if (forwarder_) forwarder_->Wake();
+      },
       [this](std::string_view upstream, std::string_view device, const pki::Certificate& cert) {
         log_.Info("cloud_cert_issued", {{"upstream", std::string(upstream)},
                                         {"device", std::string(device)},
@@ -515,8 +518,52 @@ void Gateway::PublishDownlink(forwarding::Downlink d) {
   log_.Debug("downlink", {{"topic", topic}, {"bytes", Num(d.payload.size())}});
 }
 
+void Gateway::WatchRevocations() {
+  std::vector<std::string> devices;
+  {
+    auto txn = store_.BeginRead();
+    if (!txn.ok()) return;
+    auto entries = storage::ReadRevocationLog(*txn, revocations_seen_, 1024);
+    if (!entries.ok()) {
+      log_.Warn("revocations_unread", {{"error", entries.error().ToString()}});
+      return;
+    }
+    for (const auto& e : *entries) {
+      revocations_seen_ = e.seq;
+      if (e.device_id.empty() ||
+          std::find(devices.begin(), devices.end(), e.device_id) != devices.end()) {
+        continue;
+      }
+      // A renewal or re-enrollment revokes the old operational certificate of a device that
+      // stays active: nothing to do for its cloud side then.
+      auto device = storage::FindDevice(*txn, e.device_id);
+      auto cert = storage::FindCertificate(*txn, e.fingerprint);
+      const bool inactive = device.ok() && (!*device || (*device)->state != storage::DeviceState::kActive);
+      const bool cloud = cert.ok() && *cert && (*cert)->kind == storage::CertificateKind::kCloud;
+      if (inactive || cloud) devices.push_back(e.device_id);
+    }
+  }
+  for (const std::string& id : devices) {
+    if (forwarder_) forwarder_->CloseDevice(id);
+    auto destroyed = cloud_identities_->Forget(id);
+    if (!destroyed.ok()) {
+      log_.Error("cloud_key_not_destroyed", {{"device", id}, {"error", destroyed.error().ToString()}});
+      continue;
+    }
+    for (const auto& d : *destroyed) {
+      // The cloud keeps trusting the certificate until told: AWS IoT names it by this SHA-256.
+      log_.Warn("cloud_identity_destroyed",
+                {{"device", id},
+                 {"upstream", d.upstream},
+                 {"cert", HexEncode(d.fingerprint)},
+                 {"msg", "key destroyed; revoke the certificate in the cloud too"}});
+    }
+  }
+}
+
 void Gateway::WatchUpstreams() {
   if (!forwarder_) return;
+  WatchRevocations();
   const uint64_t now = uv_now(loop_);
   for (const auto& [name, c] : forwarder_->counters()) {
     auto& seen = upstream_seen_[name];

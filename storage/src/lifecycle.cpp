@@ -87,7 +87,10 @@ Result<std::vector<Bytes>> RevokeDevice(WriteTxn& txn, std::string_view device_i
   };
   ET_ASSIGN_OR_RETURN(auto certs, ListDeviceCertificates(txn, device_id));
   for (const CertificateRecord& c : certs) {
-    if (all || c.kind == CertificateKind::kOperational) add(c.fingerprint);
+    // Cloud certificates are operational credentials held for the device: a new owner gets new ones.
+    if (all || c.kind == CertificateKind::kOperational || c.kind == CertificateKind::kCloud) {
+      add(c.fingerprint);
+    }
   }
   add(device.operational_fingerprint);
   if (all) {

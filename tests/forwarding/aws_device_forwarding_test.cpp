@@ -121,8 +121,10 @@ class AwsDeviceIdentityTest : public ForwardingTest {
     }
     PutDevice(store(), "dev-retired", storage::DeviceState::kRetired);
     identities_ = std::make_unique<CloudIdentities>(
-        &store(), [this] { return std::shared_ptr<const SiteAuthority>(site_.authority); },
-        CloudIdentityOptions{.dir = tmp_ / "cloud"});
+        &loop_, &store(), [this] { return std::shared_ptr<const SiteAuthority>(site_.authority); },
+        CloudIdentityOptions{.dir = tmp_ / "cloud"}, [this] {
+          if (forwarder_) forwarder_->Wake();
+        });
   }
 
   void TearDown() override {
@@ -260,7 +262,12 @@ TEST_F(AwsDeviceIdentityTest, PublishRateIsLimitedPerDeviceConnection) {
 
 TEST_F(AwsDeviceIdentityTest, TheThingPolicyRefusesAnotherDevicesTopics) {
   // The emulator itself must catch a connection that speaks or listens for another device.
-  auto dev1 = Must(identities_->Get("aws", "dev-1"), "identity");
+  Result<CloudIdentity> identity = MakeError(ErrorCode::kUnavailable, "not asked");
+  ASSERT_TRUE(RunUntil([&] {
+    identity = identities_->Get("aws", "dev-1");
+    return identity.ok() || identity.error().code != ErrorCode::kUnavailable;
+  }));
+  auto dev1 = Must(std::move(identity), "identity");
   testing::TestClient thing("dev-1", 5);
   ASSERT_EQ(thing.Connect(port_, {site_.ca_file, dev1.cert_file, dev1.key_file}), 0);
   EXPECT_GE(thing.Publish("dt/edge-01/dev-2/temp", "forged", 1), 0x80);
@@ -317,6 +324,7 @@ TEST_F(AwsDeviceIdentityTest, WithoutAProviderDeviceIdentityIsRefusedAtCreation)
 class CloudIdentitiesTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    ASSERT_EQ(uv_loop_init(&loop_), 0);
     site_ = MakeSite(tmp_.path());
     auto s = storage::Store::Open({.path = tmp_ / "store", .sync = false});
     ASSERT_TRUE(s.ok()) << s.error().ToString();
@@ -327,11 +335,28 @@ class CloudIdentitiesTest : public ::testing::Test {
     PutDevice(*store_, "dev-m", storage::DeviceState::kManufactured);
   }
 
+  void TearDown() override {
+    // Jobs still on a worker come back to the loop before it closes.
+    for (int i = 0; i < 5000 && uv_run(&loop_, UV_RUN_NOWAIT) != 0; ++i) usleep(1000);
+    EXPECT_EQ(uv_loop_close(&loop_), 0);
+  }
+
   std::unique_ptr<CloudIdentities> Make(CloudIdentityOptions options = {}) {
     options.dir = tmp_ / "store/cloud";
     return std::make_unique<CloudIdentities>(
-        &*store_, [this] { return std::shared_ptr<const SiteAuthority>(site_.authority); },
-        options);
+        &loop_, &*store_, [this] { return std::shared_ptr<const SiteAuthority>(site_.authority); },
+        options, [this] { ++settled_; });
+  }
+
+  // Asks until the answer is there, running the loop meanwhile (as the Forwarder does, woken by
+  // `on_settled`).
+  Result<CloudIdentity> GetNow(CloudIdentities& ids, std::string_view upstream, std::string_view id) {
+    for (int i = 0; i < 10000; ++i) {
+      auto r = ids.Get(upstream, id);
+      if (r.ok() || r.error().code != ErrorCode::kUnavailable) return r;
+      uv_run(&loop_, UV_RUN_ONCE);
+    }
+    return MakeError(ErrorCode::kInternal, "never settled");
   }
 
   std::vector<storage::CertificateRecord> CloudRecords(const std::string& id) {
@@ -343,19 +368,21 @@ class CloudIdentitiesTest : public ::testing::Test {
     return out;
   }
 
+  uv_loop_t loop_{};
   testing::TempDir tmp_;
   Site site_;
   std::optional<storage::Store> store_;
+  int settled_ = 0;
 };
 
 TEST_F(CloudIdentitiesTest, IssuesOnceKeepsTheFilesAndReusesThemAfterARestart) {
   auto first = Make();
-  auto a = Must(first->Get("aws", "dev-1"), "first get");
+  auto a = Must(GetNow(*first, "aws", "dev-1"), "first get");
   EXPECT_EQ(a.cert_file, tmp_ / "store/cloud/aws/dev-1.pem");
   EXPECT_EQ(a.key_file, tmp_ / "store/cloud/aws/dev-1.key");
   const std::string pem = testing::ReadFile(a.cert_file);
   const std::string key = testing::ReadFile(a.key_file);
-  auto again = Must(first->Get("aws", "dev-1"), "second get");
+  auto again = Must(GetNow(*first, "aws", "dev-1"), "second get");
   EXPECT_EQ(first->issued(), 1u);
   EXPECT_EQ(testing::ReadFile(again.cert_file), pem);
 
@@ -390,24 +417,63 @@ TEST_F(CloudIdentitiesTest, IssuesOnceKeepsTheFilesAndReusesThemAfterARestart) {
   // A new process (new provider, same directory and store) re-uses the pair.
   first.reset();
   auto second = Make();
-  auto b = Must(second->Get("aws", "dev-1"), "after restart");
+  auto b = Must(GetNow(*second, "aws", "dev-1"), "after restart");
   EXPECT_EQ(second->issued(), 0u);
   EXPECT_EQ(testing::ReadFile(b.cert_file), pem);
   EXPECT_EQ(testing::ReadFile(b.key_file), key);
 
   // Another device, another upstream: their own pairs.
-  auto c = Must(second->Get("aws", "dev-2"), "dev-2");
-  auto d = Must(second->Get("aws-eu", "dev-1"), "other upstream");
+  auto c = Must(GetNow(*second, "aws", "dev-2"), "dev-2");
+  auto d = Must(GetNow(*second, "aws-eu", "dev-1"), "other upstream");
   EXPECT_EQ(second->issued(), 2u);
   EXPECT_NE(testing::ReadFile(c.cert_file), pem);
   EXPECT_NE(testing::ReadFile(d.cert_file), pem);
   EXPECT_EQ(CloudRecords("dev-1").size(), 2u);
 }
 
+TEST_F(CloudIdentitiesTest, PreparesOffTheLoopOneAnswerPerDevice) {
+  for (int i = 0; i < 6; ++i) PutDevice(*store_, "dev-b" + std::to_string(i), storage::DeviceState::kActive);
+  auto ids = Make();
+  // Nothing is made on the caller's thread: every first ask is "being prepared".
+  for (int i = 0; i < 6; ++i) {
+    auto r = ids->Get("aws", "dev-b" + std::to_string(i));
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code, ErrorCode::kUnavailable) << r.error().message;
+  }
+  EXPECT_FALSE(ids->Get("aws", "dev-b0").ok()) << "asked again while queued: still being prepared";
+  EXPECT_EQ(ids->pending(), 6u);
+  EXPECT_EQ(ids->issued(), 0u);
+  for (int i = 0; i < 2000 && settled_ < 6; ++i) uv_run(&loop_, UV_RUN_ONCE);
+  ASSERT_EQ(settled_, 6) << "each preparation tells its owner once";
+  EXPECT_EQ(ids->issued(), 6u);
+  for (int i = 0; i < 6; ++i) {
+    const std::string id = "dev-b" + std::to_string(i);
+    auto got = Must(ids->Get("aws", id), id.c_str());
+    EXPECT_EQ(Must(pki::LoadCertificateFile(got.cert_file), id.c_str()).subject.cn, id);
+    EXPECT_EQ(CloudRecords(id).size(), 1u);
+  }
+  EXPECT_EQ(ids->pending(), 0u) << "answers are handed out once, not kept";
+
+  // Revoked while its certificate is being signed: the answer is a refusal and nothing is
+  // recorded, though the worker had made the files.
+  ASSERT_FALSE(ids->Get("aws", "dev-2").ok());
+  PutDevice(*store_, "dev-2", storage::DeviceState::kCompromised);
+  for (int i = 0; i < 2000 && settled_ < 7; ++i) uv_run(&loop_, UV_RUN_ONCE);
+  ASSERT_EQ(settled_, 7);
+  auto r = ids->Get("aws", "dev-2");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kFailedPrecondition);
+  EXPECT_TRUE(CloudRecords("dev-2").empty());
+  struct stat st {};
+  EXPECT_NE(stat((tmp_ / "store/cloud/aws/dev-2.key").c_str(), &st), 0) << "its key is not kept";
+  EXPECT_EQ(ids->issued(), 6u);
+  EXPECT_EQ(ids->pending(), 0u);
+}
+
 TEST_F(CloudIdentitiesTest, RefusesDevicesThatAreNotActive) {
   auto ids = Make();
   for (const char* id : {"dev-x", "dev-m", "dev-unknown"}) {
-    auto r = ids->Get("aws", id);
+    auto r = GetNow(*ids, "aws", id);
     ASSERT_FALSE(r.ok()) << id;
     EXPECT_EQ(r.error().code, ErrorCode::kFailedPrecondition) << id;
     EXPECT_TRUE(CloudRecords(id).empty()) << id;
@@ -415,27 +481,27 @@ TEST_F(CloudIdentitiesTest, RefusesDevicesThatAreNotActive) {
   EXPECT_EQ(ids->issued(), 0u);
   struct stat st {};
   EXPECT_NE(stat((tmp_ / "store/cloud/aws/dev-x.key").c_str(), &st), 0);
-  EXPECT_FALSE(ids->Get("../etc", "dev-1").ok()) << "an upstream name is one path component";
-  EXPECT_FALSE(ids->Get("aws", "../dev-1").ok());
+  EXPECT_FALSE(GetNow(*ids, "../etc", "dev-1").ok()) << "an upstream name is one path component";
+  EXPECT_FALSE(GetNow(*ids, "aws", "../dev-1").ok());
 
   // Active once, then compromised: no more identity for it.
-  ASSERT_TRUE(ids->Get("aws", "dev-1").ok());
+  ASSERT_TRUE(GetNow(*ids, "aws", "dev-1").ok());
   PutDevice(*store_, "dev-1", storage::DeviceState::kCompromised);
-  auto r = ids->Get("aws", "dev-1");
+  auto r = GetNow(*ids, "aws", "dev-1");
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ErrorCode::kFailedPrecondition);
 }
 
 TEST_F(CloudIdentitiesTest, ReissuesNearExpiryForANewSiteCaAndForABadKeyFile) {
   auto short_lived = Make({.cert_days = 40, .renew_before_days = 10});
-  auto a = Must(short_lived->Get("aws", "dev-1"), "40 days");
+  auto a = Must(GetNow(*short_lived, "aws", "dev-1"), "40 days");
   const std::string first = testing::ReadFile(a.cert_file);
-  EXPECT_EQ(Must(short_lived->Get("aws", "dev-1"), "again").not_after, a.not_after);
+  EXPECT_EQ(Must(GetNow(*short_lived, "aws", "dev-1"), "again").not_after, a.not_after);
   EXPECT_EQ(short_lived->issued(), 1u);
 
   // 40 days left is within a 60-day renewal window: a fresh one-year certificate.
   auto yearly = Make({.cert_days = 365, .renew_before_days = 60});
-  auto b = Must(yearly->Get("aws", "dev-1"), "renewed");
+  auto b = Must(GetNow(*yearly, "aws", "dev-1"), "renewed");
   EXPECT_EQ(yearly->issued(), 1u);
   EXPECT_GT(b.not_after, a.not_after + 300 * 86400);
   const std::string second = testing::ReadFile(b.cert_file);
@@ -443,7 +509,7 @@ TEST_F(CloudIdentitiesTest, ReissuesNearExpiryForANewSiteCaAndForABadKeyFile) {
 
   // A key file someone made readable is not trusted any more.
   chmod(b.key_file.c_str(), 0644);
-  auto c = Must(yearly->Get("aws", "dev-1"), "after chmod");
+  auto c = Must(GetNow(*yearly, "aws", "dev-1"), "after chmod");
   EXPECT_EQ(yearly->issued(), 2u);
   struct stat st {};
   ASSERT_EQ(stat(c.key_file.c_str(), &st), 0);
@@ -452,7 +518,7 @@ TEST_F(CloudIdentitiesTest, ReissuesNearExpiryForANewSiteCaAndForABadKeyFile) {
   // The site CA changed (rotation): what the old one issued is replaced.
   testing::TempDir other;
   site_ = MakeSite(other.path());
-  auto d = Must(yearly->Get("aws", "dev-1"), "new CA");
+  auto d = Must(GetNow(*yearly, "aws", "dev-1"), "new CA");
   EXPECT_EQ(yearly->issued(), 3u);
   auto verify = testing::RunCommand({"/usr/bin/openssl", "verify", "-CAfile", site_.ca_file, d.cert_file});
   EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;

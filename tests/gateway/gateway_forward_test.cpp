@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "edgetrust/common/bytes.h"
+#include "edgetrust/pki/certificate.h"
 #include "edgetrust/testing/mqtt_client.h"
 #include "edgetrust/testing/process.h"
 #include "edgetrust/testing/site_fixture.h"
@@ -43,9 +45,9 @@ struct Site {
 };
 Site* g_site = nullptr;
 
-std::string Policy(const SiteFixture& s, const std::string& route, const std::string& queue = "") {
+std::string Policy(const SiteFixture& s, const std::string& route, const std::string& extra = "") {
   return testing::ForwardingPolicy(s, route, {{"hq1", g_site->hq1.port}, {"hq2", g_site->hq2.port}},
-                                   queue);
+                                   extra);
 }
 
 // A plain client on an upstream broker: what the cloud sees, and how it talks back.
@@ -73,7 +75,7 @@ class GatewayForwardTest : public testing::GatewayTestBase {
     GatewaySite& s = g_site->gw;
     s.fx = SiteFixture::Create(s.tmp, {.site_id = kSite,
                                        .manufacturers = {{.name = "acme", .model = "thermo-1",
-                                                          .count = 4}}});
+                                                          .count = 5}}});
     for (Upstream* u : {&g_site->hq1, &g_site->hq2}) {
       u->dir = s.tmp / ("hq-" + std::to_string(u == &g_site->hq1 ? 1 : 2));
       mkdir(u->dir.c_str(), 0755);
@@ -223,6 +225,66 @@ TEST_F(GatewayForwardTest, WhatDevicesSendWhileTheGatewayIsStoppedWaitsInItsBrok
                                << gateway_.Log();
     EXPECT_EQ(m->payload, "o" + std::to_string(i));
   }
+}
+
+TEST_F(GatewayForwardTest, AnAwsDeviceIdentityEndsWithTheDevice) {
+  // "AWS" with identity device: mutual TLS with the device's cloud certificate (issued by the
+  // site CA, CN = thing name) and a thing policy on the CN. The site broker's own server
+  // certificate stands in for the endpoint's.
+  const std::string dir = gateway_site().tmp / "aws";
+  mkdir(dir.c_str(), 0755);
+  const std::string acl = dir + "/thing-policy.acl";
+  WriteFile(acl, std::string("pattern write dt/") + kSite + "/%u/#\n");
+  chmod(acl.c_str(), 0644);
+  const int port = FreeLoopbackPort(), observer_port = FreeLoopbackPort();
+  Broker aws = Broker::Start(
+      dir,
+      "per_listener_settings true\nlistener " + std::to_string(port) + " 127.0.0.1\ncafile " +
+          site().site_ca_cert + "\ncertfile " + site().broker_cert + "\nkeyfile " + site().broker_key +
+          "\nrequire_certificate true\nuse_identity_as_username true\nallow_anonymous false\n"
+          "acl_file " + acl + "\nlistener " + std::to_string(observer_port) +
+          " 127.0.0.1\nallow_anonymous true\n",
+      {port, observer_port});
+  TestClient observer("aws-observer");
+  ASSERT_EQ(observer.Connect(observer_port, {}), 0);
+  ASSERT_EQ(observer.Subscribe("dt/#", 1), 1);
+
+  WriteFile(site().policy,
+            Policy(site(), "aws",
+                   "  aws: { kind: aws-iot, endpoint: \"localhost:" + std::to_string(port) +
+                       "\", identity: device, ca: " + site().site_ca_cert +
+                       ", topic: \"dt/{site}/{device}/{channel}\", qos: 1 }\n"));
+  StartGateway();
+  const std::string id = "acme-000005";
+  Device dev(site(), id);
+  ASSERT_NO_FATAL_FAILURE(dev.Enroll());
+  ASSERT_EQ(dev.Up("telemetry", "t=1"), 0);
+  const std::string topic = std::string("dt/") + kSite + "/" + id + "/telemetry";
+  auto m = WaitTopic(observer, topic);
+  ASSERT_TRUE(m.has_value()) << gateway_.Log() << aws.Log();
+  EXPECT_EQ(m->payload, "t=1");
+  EXPECT_TRUE(Logged("cloud_cert_issued upstream=aws device=" + id)) << gateway_.Log();
+  const std::string key = site().dir + "/cloud/aws/" + id + ".key";
+  struct stat st {};
+  ASSERT_EQ(stat(key.c_str(), &st), 0) << "the cloud key is kept beside the store";
+  const auto cloud_cert = pki::LoadCertificateFile(site().dir + "/cloud/aws/" + id + ".pem");
+  ASSERT_TRUE(cloud_cert.ok());
+
+  // End of life by the operator's CLI, straight into the store while the gateway runs.
+  const std::string out = SiteFixture::Cli(
+      {"revoke", "--store", site().store, "--device", id, "--all", "--reason", "scrapped"});
+  EXPECT_NE(out.find(HexEncode(cloud_cert->fingerprint) + "  cloud"), std::string::npos) << out;
+  EXPECT_NE(out.find("revoke them there as well"), std::string::npos) << out;
+  ASSERT_TRUE(WaitUntil([&] { return Logged("cloud_identity_destroyed device=" + id); }, 10s))
+      << gateway_.Log();
+  EXPECT_TRUE(Logged("cert=" + HexEncode(cloud_cert->fingerprint))) << "named for the cloud's revocation";
+  EXPECT_NE(stat(key.c_str(), &st), 0) << "the key of a scrapped device is destroyed";
+  // Its cloud connection is gone too: the emulator saw the thing leave.
+  ASSERT_TRUE(WaitUntil([&] { return aws.Log().find("Client " + id + " disconnected") != std::string::npos ||
+                                     aws.Log().find("Client " + id + " closed its connection") !=
+                                         std::string::npos; },
+                        10s))
+      << aws.Log();
 }
 
 }  // namespace

@@ -862,18 +862,21 @@ TEST(Lifecycle, RevokeDeviceByScope) {
       CertificateRecord birth{.fingerprint = Fp(base), .device_id = id, .kind = CertificateKind::kBirth};
       CertificateRecord op_old{.fingerprint = Fp(base + 2), .device_id = id,
                                .kind = CertificateKind::kOperational};
+      CertificateRecord cloud{.fingerprint = Fp(base + 3), .device_id = id,
+                              .kind = CertificateKind::kCloud};
       ASSERT_OK(PutCertificate(w, birth));
       ASSERT_OK(PutCertificate(w, op_old));
+      ASSERT_OK(PutCertificate(w, cloud));
       // The current operational certificate has no certificate record: the device record names it.
     }
     auto fps = RevokeDevice(w, "dev-t", "sold", "ops-admin", RevokeScope::kOperationalOnly,
                             DeviceState::kTransferPending);
     ASSERT_OK(fps);
-    EXPECT_EQ(fps->size(), 2u);
+    EXPECT_EQ(fps->size(), 3u);
     auto all = RevokeDevice(w, "dev-r", "end of life", "ops-admin", RevokeScope::kAllIncludingBirth,
                             DeviceState::kRetired);
     ASSERT_OK(all);
-    EXPECT_EQ(all->size(), 3u);
+    EXPECT_EQ(all->size(), 4u);
     EXPECT_EQ(RevokeDevice(w, "ghost", "", "cli", RevokeScope::kAllIncludingBirth,
                            DeviceState::kRetired).error().code,
               ErrorCode::kNotFound);
@@ -886,9 +889,10 @@ TEST(Lifecycle, RevokeDeviceByScope) {
   EXPECT_FALSE(*IsFingerprintRevoked(r, Fp(10)));  // birth kept for re-enrollment
   EXPECT_TRUE(*IsFingerprintRevoked(r, Fp(11)));
   EXPECT_TRUE(*IsFingerprintRevoked(r, Fp(12)));
+  EXPECT_TRUE(*IsFingerprintRevoked(r, Fp(13))) << "a new owner gets new cloud certificates";
   EXPECT_EQ(GetDevice(r, "dev-r")->state, DeviceState::kRetired);
-  for (uint8_t fp : {20, 21, 22}) EXPECT_TRUE(*IsFingerprintRevoked(r, Fp(fp))) << int(fp);
-  EXPECT_EQ(*LatestRevocationSeq(r), 5u);
+  for (uint8_t fp : {20, 21, 22, 23}) EXPECT_TRUE(*IsFingerprintRevoked(r, Fp(fp))) << int(fp);
+  EXPECT_EQ(*LatestRevocationSeq(r), 7u);
   auto audit = ReadAudit(r, 0, 10);
   ASSERT_EQ(audit->size(), 2u);
   EXPECT_EQ((*audit)[1].action, "revoke_device");

@@ -79,11 +79,24 @@ CommandOutcome Revoke(const ParsedArgs& args) {
       all ? storage::RevokeScope::kAllIncludingBirth : storage::RevokeScope::kOperationalOnly,
       new_state);
   if (!revoked.ok()) return Context("device " + device, revoked.error());
+  std::vector<std::string> kinds;
+  for (const auto& fp : *revoked) {
+    auto known = storage::FindCertificate(*txn, fp);
+    kinds.emplace_back(known.ok() && *known ? storage::CertificateKindName((*known)->kind) : "");
+  }
   if (auto s = txn->Commit(); !s.ok()) return Context(store_dir, s.error());
   std::cout << "revoked " << revoked->size() << " certificate" << (revoked->size() == 1 ? "" : "s")
             << " of device " << device << (all ? " (all, including birth)" : " (operational)")
             << "; state " << storage::DeviceStateName(new_state) << "\n";
-  for (const auto& fp : *revoked) std::cout << "  " << HexEncode(fp) << "\n";
+  bool cloud = false;
+  for (size_t i = 0; i < revoked->size(); ++i) {
+    std::cout << "  " << HexEncode((*revoked)[i]) << (kinds[i].empty() ? "" : "  " + kinds[i]) << "\n";
+    cloud = cloud || kinds[i] == "cloud";
+  }
+  if (cloud) {
+    std::cout << "the gateway destroys the keys of its cloud certificates; the cloud still trusts them\n"
+                 "until you revoke them there as well (AWS IoT names a certificate by this SHA-256)\n";
+  }
   return std::monostate{};
 }
 

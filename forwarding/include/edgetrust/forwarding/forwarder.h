@@ -70,6 +70,12 @@ class Forwarder {
   // have run when it returns. For a caller that may acknowledge its sources only once their
   // messages are durable. The error is the commit's (every batched `done` got it too).
   Status Flush();
+  // The device was revoked: its own cloud connections (per-device kinds) close now, and its
+  // queued messages are re-read with its new state (not active: dropped for those kinds).
+  void CloseDevice(const std::string& device_id);
+  // Tries the messages that wait for something of the owner's now (a cloud identity that was
+  // being prepared: see CloudIdentityProvider).
+  void Wake();
 
   // Swaps the policy. New messages follow the new routes at once; what is queued for an upstream
   // is still delivered there; an upstream nothing routes to any more is stopped once its outbox

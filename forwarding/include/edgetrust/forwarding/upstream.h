@@ -69,7 +69,9 @@ struct CloudIdentity {
 
 // Asked on the loop thread each time a device's connection opens (first message, after an idle
 // close, at a recheck). kFailedPrecondition means the device may not have one (not active): its
-// queued messages for that upstream are dropped. Any other error is retried with back-off.
+// queued messages for that upstream are dropped. kUnavailable means it is being prepared: the
+// device's messages wait, without back-off, until the provider's owner calls Forwarder::Wake().
+// Any other error is retried with back-off.
 using CloudIdentityProvider =
     std::function<Result<CloudIdentity>(std::string_view upstream, std::string_view device_id)>;
 
@@ -115,6 +117,10 @@ class UpstreamConnection {
   //   kResourceExhausted rate limit reached: retry a little later
   //   kInvalidArgument   breaks the upstream's limits: never sendable (counted as limit_violations)
   virtual Result<Sent> Send(const storage::OutboxMessage& message, const DeviceContext& device) = 0;
+
+  // Closes the device's own connection, for kinds that keep one per device (Azure; AWS with
+  // identity device); its in-flight messages are reported lost. Used when the device is revoked.
+  virtual void CloseDevice(const std::string& device_id) { (void)device_id; }
 
   // At least one connection is up (per-device kinds: true while started).
   virtual bool ready() const = 0;

@@ -80,6 +80,9 @@ class Gateway {
   bool OnReceived();
   void PublishDownlink(forwarding::Downlink d);
   void WatchUpstreams();
+  // Acts on revocations written since the last look (by the CLI or by us): a device that is no
+  // longer active loses its cloud connections and the cloud keys kept for it.
+  void WatchRevocations();
   void FinishShutdown();
   std::shared_ptr<const policies::Policy> PolicyOf(
       const std::shared_ptr<const SiteAuthority>& authority) const;
@@ -111,6 +114,7 @@ class Gateway {
   // Last connects/disconnects seen per upstream, to log each state change once.
   std::map<std::string, std::pair<uint64_t, uint64_t>> upstream_seen_;
   std::map<std::string, uint64_t> dropped_seen_;
+  uint64_t revocations_seen_ = 0;  // revocation log seq acted upon
   bool keep_failed_ = false;  // this read held device data that could not be kept
   uint64_t refused_unlogged_ = 0;  // on_full: refuse, not yet summarised in the log
   uint64_t refused_logged_at_ = 0;

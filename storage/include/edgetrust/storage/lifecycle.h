@@ -20,7 +20,8 @@ Result<uint64_t> RevokeCertificate(WriteTxn& txn, ByteView fingerprint, std::str
                                    std::string_view actor);
 
 enum class RevokeScope {
-  kOperationalOnly,       // transfer: the device re-enrolls with its birth certificate
+  kOperationalOnly,       // transfer: the device re-enrolls with its birth certificate (its
+                          // operational and cloud certificates are revoked, not the birth one)
   kAllIncludingBirth,     // retire / compromise: nothing of the device connects again
 };
 
