@@ -74,6 +74,7 @@ struct Flags {
   // Fleet phase: seconds between a device's telemetry messages. The simulator keeps every
   // device publishing until all have sent 3, so N / interval msg/s is the fleet's steady load.
   int telemetry_interval = 20;
+  int hold = 0;  // --hold S: keep the fleet's gateway running S seconds after its figures (inspection)
 };
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
@@ -485,6 +486,7 @@ Flags ParseFlags(int argc, char** argv) {
     else if (a == "--messages") f.messages = next();
     else if (a == "--publishers") f.publishers = next();
     else if (a == "--telemetry-interval") f.telemetry_interval = next();
+    else if (a == "--hold") f.hold = next();
     else if (a == "--inflight") f.inflight = next();
     else if (a == "--rounds") f.rounds = next();
     else if (a == "--broker-inflight") f.broker_inflight = next();
@@ -672,6 +674,11 @@ int Main(int argc, char** argv) {
                 StatusField(gateway.pid(), "RssAnon").c_str(),
                 StatusField(gateway.pid(), "RssFile").c_str());
     std::fflush(stdout);
+    if (f.hold > 0) {
+      std::printf("holding the fleet's gateway (pid %d) for %d s\n", gateway.pid(), f.hold);
+      std::fflush(stdout);
+      std::this_thread::sleep_for(std::chrono::seconds(f.hold));
+    }
     gateway.Stop(10s);
     counter.Stop();
     broker.Stop();

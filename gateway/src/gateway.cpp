@@ -17,6 +17,10 @@ namespace {
 using protocol::TopicKind;
 
 constexpr size_t kBatchSize = 128;          // requests per write transaction
+// Answers the broker has not acknowledged yet, beyond which requests wait in the queue (small,
+// one per device and kind) instead of their answers piling up in libmosquitto (each kept until
+// its PUBACK): a fleet enrolling at once would otherwise cost tens of MiB.
+constexpr size_t kMaxUnacked = 256;
 constexpr size_t kMaxQueued = 20000;        // beyond this, requests are dropped (devices retry)
 constexpr uint64_t kHousekeepingMs = 10000;
 constexpr std::string_view kStampProperty = "et-cert-sha256";
@@ -133,6 +137,11 @@ Status Gateway::Start() {
   o.receive_maximum = 1024;
   mqtt::ClientCallbacks cb;
   cb.on_connect = [this](int reason) { OnConnect(reason); };
+  cb.on_publish_ack = [this](int mid, int) {
+    if (unacked_.erase(mid) != 0 && unacked_.size() == kMaxUnacked / 2 && !queue_.empty()) {
+      ScheduleDrain();
+    }
+  };
   cb.on_disconnect = [this](int reason) {
     if (!stopping_) log_.Warn("broker_disconnected", {{"reason", std::to_string(reason)}});
   };
@@ -168,6 +177,10 @@ void Gateway::OnConnect(int reason) {
   }
   const std::string& p = authority_->policy.topic_prefix;
   subacks_ = 0;
+  // libmosquitto resends what was in flight; whatever it acknowledges or not, it no longer
+  // holds requests back.
+  unacked_.clear();
+  if (!queue_.empty()) ScheduleDrain();
   for (const char* suffix : {"/+/enroll/req", "/+/cert/req", "/+/state", "/+/up/#"}) {
     auto mid = client_->Subscribe(p + suffix, 1);
     if (!mid.ok()) log_.Error("subscribe_failed", {{"error", mid.error().ToString()}});
@@ -245,6 +258,7 @@ void Gateway::ScheduleDrain() {
 
 void Gateway::Drain() {
   drain_scheduled_ = false;
+  if (unacked_.size() >= kMaxUnacked) return;  // on_publish_ack drains again at half
   std::deque<DeviceRequest> batch;
   while (!queue_.empty() && batch.size() < kBatchSize) {
     DeviceRequest& r = queue_.front();
@@ -343,6 +357,7 @@ void Gateway::HandleBatch(std::deque<DeviceRequest>& batch) {
     body += "]}";
     auto mid = client_->Publish(protocol::kControlTopic, AsBytes(body), 1);
     if (!mid.ok()) log_.Warn("kick_failed", {{"error", mid.error().ToString()}});
+    if (mid.ok()) unacked_.insert(*mid);
   }
 }
 
@@ -353,6 +368,7 @@ void Gateway::Publish(const Reply& reply) {
   }
   auto mid = client_->Publish(reply.topic, reply.payload, 1);
   if (!mid.ok()) log_.Warn("answer_not_sent", {{"topic", reply.topic}, {"error", mid.error().ToString()}});
+  if (mid.ok()) unacked_.insert(*mid);
 }
 
 void Gateway::Reload() {

@@ -30,6 +30,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -114,6 +115,7 @@ class Gateway {
   // Last connects/disconnects seen per upstream, to log each state change once.
   std::map<std::string, std::pair<uint64_t, uint64_t>> upstream_seen_;
   std::map<std::string, uint64_t> dropped_seen_;
+  std::unordered_set<int> unacked_;  // our publishes the broker has not acknowledged (mids)
   uint64_t revocations_seen_ = 0;  // revocation log seq acted upon
   bool keep_failed_ = false;  // this read held device data that could not be kept
   uint64_t refused_unlogged_ = 0;  // on_full: refuse, not yet summarised in the log
