@@ -95,6 +95,7 @@ struct CloudIdentities::Job {
   int64_t cert_days = 0;
   int64_t now = 0;
   bool force_issue = false;
+  bool last = false;  // nothing queued behind it: the worker thread frees its ECC cache after
   // The worker's outcome: an error, a kept pair to confirm with the store, or a new certificate
   // whose files are written.
   Status error;
@@ -103,16 +104,17 @@ struct CloudIdentities::Job {
 
   // On the worker thread: nothing here touches the store or the loop.
   void Work() {
-    if (!force_issue) {
-      kept = KeptPair(authority->site_ca, device_id, files, renew_before_seconds, now);
-      if (kept) return;
+    if (!force_issue) kept = KeptPair(authority->site_ca, device_id, files, renew_before_seconds, now);
+    if (!kept) {
+      auto cert = IssueNew();
+      if (cert.ok()) {
+        issued = std::move(cert).value();
+      } else {
+        error = cert.error();
+      }
     }
-    auto cert = IssueNew();
-    if (cert.ok()) {
-      issued = std::move(cert).value();
-    } else {
-      error = cert.error();
-    }
+    // A pool thread may not do ECC again for a long time: ~1 MiB per cached point otherwise.
+    if (last) pki::ReleaseThreadCaches();
   }
 
   Result<pki::Certificate> IssueNew() {
@@ -215,6 +217,7 @@ void CloudIdentities::StartNext() {
   if (running_ != nullptr || queue_.empty()) return;
   std::unique_ptr<Job> job = std::move(queue_.front());
   queue_.pop_front();
+  job->last = queue_.empty();
   job->req.data = job.get();
   const int rc = uv_queue_work(
       loop_, &job->req, [](uv_work_t* req) { static_cast<Job*>(req->data)->Work(); },

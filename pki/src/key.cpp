@@ -395,4 +395,10 @@ Sha256Digest Sha256(ByteView data) {
   return out;
 }
 
+void ReleaseThreadCaches() {
+#ifdef FP_ECC
+  wc_ecc_fp_free();
+#endif
+}
+
 }  // namespace edgetrust::pki

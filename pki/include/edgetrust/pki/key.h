@@ -75,4 +75,11 @@ Result<KeyType> PublicKeyType(ByteView spki_der);
 
 Sha256Digest Sha256(ByteView data);
 
+// Frees the calling thread's wolfCrypt fixed-point ECC cache. wolfCrypt (FP_ECC, per thread)
+// keeps up to 15 points, each with a 256-point table (about 0.8 MiB with Debian's build), and
+// every verification by a key it has not seen evicts one and allocates a new one: a gateway
+// that verified a fleet's CSRs holds about 12 MiB for keys it will never see again. Call it
+// when a thread's burst of ECC work is over; the next operation rebuilds what it needs.
+void ReleaseThreadCaches();
+
 }  // namespace edgetrust::pki
