@@ -572,7 +572,7 @@ void Gateway::WatchRevocations() {
       continue;
     }
     for (const auto& d : *destroyed) {
-      // The cloud keeps trusting the certificate until told: AWS IoT names it by this SHA-256.
+      // The cloud keeps trusting the certificate until told: the operator revokes it there too.
       log_.Warn("cloud_identity_destroyed",
                 {{"device", id},
                  {"upstream", d.upstream},

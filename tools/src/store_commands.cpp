@@ -95,7 +95,7 @@ CommandOutcome Revoke(const ParsedArgs& args) {
   }
   if (cloud) {
     std::cout << "the gateway destroys the keys of its cloud certificates; the cloud still trusts them\n"
-                 "until you revoke them there as well (AWS IoT names a certificate by this SHA-256)\n";
+                 "until you revoke them there as well (in AWS IoT: update-certificate --new-status REVOKED)\n";
   }
   return std::monostate{};
 }
