@@ -64,6 +64,16 @@ std::optional<pki::Certificate> KeptPair(const pki::Certificate& site_ca, const 
   return std::move(cert).value();
 }
 
+// Where the pair of `device_id` for `upstream` is kept, below the top directory `dir`.
+forwarding::CloudIdentity FilesOf(const std::string& dir, std::string_view upstream,
+                                  const std::string& device_id) {
+  const std::string stem = dir + "/" + std::string(upstream) + "/" + device_id;
+  forwarding::CloudIdentity files;
+  files.cert_file = stem + ".pem";
+  files.key_file = stem + ".key";
+  return files;
+}
+
 // Whether the store still vouches for a kept certificate: recorded as this device's cloud
 // certificate and not revoked.
 Result<bool> StillRecorded(const storage::Txn& txn, const pki::Certificate& cert, const std::string& id) {
@@ -84,6 +94,7 @@ struct CloudIdentities::Job {
   uv_work_t req{};
   CloudIdentities* owner = nullptr;  // nullptr once the owner is gone: the job only frees itself
   std::string key;                   // "<upstream>/<device>"
+  std::string dir;                   // the top directory (CloudIdentityOptions::dir)
   std::string upstream;
   std::string device_id;
   forwarding::CloudIdentity files;
@@ -132,9 +143,8 @@ struct CloudIdentities::Job {
                         pki::IssueCertificate(authority->site_ca, site_key, ir));
     // Files first: they count only once the store records the certificate, so a crash in
     // between costs one more issuance, never a kept key without its record.
-    const std::string dir = files.cert_file.substr(0, files.cert_file.rfind('/'));
-    ET_RETURN_IF_ERROR(MakePrivateDir(dir.substr(0, dir.rfind('/'))));
     ET_RETURN_IF_ERROR(MakePrivateDir(dir));
+    ET_RETURN_IF_ERROR(MakePrivateDir(dir + "/" + upstream));
     ET_RETURN_IF_ERROR(pki::WritePrivateKeyFile(files.key_file, key, /*force=*/true));
     ET_RETURN_IF_ERROR(pki::WriteCertificateFile(files.cert_file, pki::CertificateToPem(cert.der),
                                                  /*force=*/true));
@@ -198,9 +208,8 @@ Result<forwarding::CloudIdentity> CloudIdentities::Get(std::string_view upstream
   job->key = key;
   job->upstream = std::string(upstream);
   job->device_id = id;
-  const std::string dir = options_.dir + "/" + job->upstream;
-  job->files.cert_file = dir + "/" + id + ".pem";
-  job->files.key_file = dir + "/" + id + ".key";
+  job->dir = options_.dir;
+  job->files = FilesOf(options_.dir, upstream, id);
   ET_ASSIGN_OR_RETURN(job->site_key_der, authority->site_key->ToDer());
   job->authority = std::move(authority);
   job->renew_before_seconds = int64_t{options_.renew_before_days} * 86400;
@@ -309,17 +318,17 @@ Result<std::vector<CloudIdentities::Destroyed>> CloudIdentities::Forget(const st
   ET_ASSIGN_OR_RETURN(storage::ReadTxn txn, store_->BeginRead());
   const bool active = ActiveDevice(txn, device_id).ok();
   for (const std::string& upstream : upstreams) {
-    const std::string stem = options_.dir + "/" + upstream + "/" + device_id;
-    auto cert = pki::LoadCertificateFile(stem + ".pem");
+    const forwarding::CloudIdentity files = FilesOf(options_.dir, upstream, device_id);
+    auto cert = pki::LoadCertificateFile(files.cert_file);
     if (!cert.ok()) continue;
     if (active) {
       ET_ASSIGN_OR_RETURN(bool good, StillRecorded(txn, *cert, device_id));
       if (good) continue;
     }
-    if (unlink((stem + ".key").c_str()) != 0 && errno != ENOENT) {
-      return MakeError(ErrorCode::kIo, "cannot remove " + stem + ".key: " + std::strerror(errno));
+    if (unlink(files.key_file.c_str()) != 0 && errno != ENOENT) {
+      return MakeError(ErrorCode::kIo, "cannot remove " + files.key_file + ": " + std::strerror(errno));
     }
-    unlink((stem + ".pem").c_str());
+    unlink(files.cert_file.c_str());
     destroyed.push_back({upstream, ToBytes(cert->fingerprint)});
   }
   return destroyed;
