@@ -27,6 +27,7 @@ constexpr uint64_t kHousekeepingMs = 10000;
 constexpr std::string_view kStampProperty = "et-cert-sha256";
 constexpr uint64_t kUpstreamWatchMs = 250;
 constexpr uint64_t kRefusedLogEveryMs = 1000;  // on_full: refuse logs at most one line a second
+constexpr uint64_t kRetryLogEveryMs = 10000;   // a failure retried every look, logged this often
 constexpr uint64_t kDrainGraceMs = 3000;       // SIGTERM: how long outboxes may drain upstream
 constexpr size_t kMaxUpQueued = 100000;        // up messages awaiting lookup (one loop turn's worth)
 
@@ -540,35 +541,41 @@ void Gateway::PublishDownlink(forwarding::Downlink d) {
 }
 
 void Gateway::WatchRevocations() {
+  // Advanced only once everything up to it is done: what fails is tried again on the next look
+  // (closing and destroying are idempotent), so no key outlives its device's revocation.
+  uint64_t seen = revocations_seen_;
+  Status failure;
   std::vector<std::string> devices;
-  {
-    auto txn = store_.BeginRead();
-    if (!txn.ok()) return;
-    auto entries = storage::ReadRevocationLog(*txn, revocations_seen_, 1024);
-    if (!entries.ok()) {
-      log_.Warn("revocations_unread", {{"error", entries.error().ToString()}});
-      return;
-    }
+  auto txn = store_.BeginRead();
+  auto entries = txn.ok() ? storage::ReadRevocationLog(*txn, seen, 1024)
+                          : Result<std::vector<storage::RevocationLogEntry>>(txn.error());
+  if (!entries.ok()) {
+    failure = entries.error();
+  } else {
     for (const auto& e : *entries) {
-      revocations_seen_ = e.seq;
-      if (e.device_id.empty() ||
-          std::find(devices.begin(), devices.end(), e.device_id) != devices.end()) {
-        continue;
+      if (!e.device_id.empty() &&
+          std::find(devices.begin(), devices.end(), e.device_id) == devices.end()) {
+        // A renewal or re-enrollment revokes the old operational certificate of a device that
+        // stays active: nothing to do for its cloud side then.
+        auto device = storage::FindDevice(*txn, e.device_id);
+        auto cert = storage::FindCertificate(*txn, e.fingerprint);
+        if (!device.ok() || !cert.ok()) {
+          failure = device.ok() ? cert.error() : device.error();
+          break;  // this entry and the ones after it: next time
+        }
+        const bool inactive = !*device || (*device)->state != storage::DeviceState::kActive;
+        const bool cloud = *cert && (*cert)->kind == storage::CertificateKind::kCloud;
+        if (inactive || cloud) devices.push_back(e.device_id);
       }
-      // A renewal or re-enrollment revokes the old operational certificate of a device that
-      // stays active: nothing to do for its cloud side then.
-      auto device = storage::FindDevice(*txn, e.device_id);
-      auto cert = storage::FindCertificate(*txn, e.fingerprint);
-      const bool inactive = device.ok() && (!*device || (*device)->state != storage::DeviceState::kActive);
-      const bool cloud = cert.ok() && *cert && (*cert)->kind == storage::CertificateKind::kCloud;
-      if (inactive || cloud) devices.push_back(e.device_id);
+      seen = e.seq;
     }
   }
+  if (txn.ok()) txn->Reset();  // no snapshot held while files are removed
   for (const std::string& id : devices) {
     if (forwarder_) forwarder_->CloseDevice(id);
     auto destroyed = cloud_identities_->Forget(id);
     if (!destroyed.ok()) {
-      log_.Error("cloud_key_not_destroyed", {{"device", id}, {"error", destroyed.error().ToString()}});
+      failure = MakeError(destroyed.error().code, id + ": " + destroyed.error().message);
       continue;
     }
     for (const auto& d : *destroyed) {
@@ -579,6 +586,17 @@ void Gateway::WatchRevocations() {
                  {"cert", HexEncode(d.fingerprint)},
                  {"msg", "key destroyed; revoke the certificate in the cloud too"}});
     }
+  }
+  if (failure.ok()) {
+    revocations_seen_ = seen;
+    return;
+  }
+  // Retried every look; logged at most every few seconds.
+  const uint64_t now = uv_now(loop_);
+  if (revocation_failure_logged_at_ == 0 || now - revocation_failure_logged_at_ >= kRetryLogEveryMs) {
+    log_.Error("revocation_not_applied", {{"error", failure.error().ToString()},
+                                          {"msg", "cloud keys or connections not ended yet; retrying"}});
+    revocation_failure_logged_at_ = now;
   }
 }
 

@@ -75,7 +75,7 @@ class GatewayForwardTest : public testing::GatewayTestBase {
     GatewaySite& s = g_site->gw;
     s.fx = SiteFixture::Create(s.tmp, {.site_id = kSite,
                                        .manufacturers = {{.name = "acme", .model = "thermo-1",
-                                                          .count = 5}}});
+                                                          .count = 6}}});
     for (Upstream* u : {&g_site->hq1, &g_site->hq2}) {
       u->dir = s.tmp / ("hq-" + std::to_string(u == &g_site->hq1 ? 1 : 2));
       mkdir(u->dir.c_str(), 0755);
@@ -285,6 +285,27 @@ TEST_F(GatewayForwardTest, AnAwsDeviceIdentityEndsWithTheDevice) {
                                          std::string::npos; },
                         10s))
       << aws.Log();
+
+  // A key that cannot be removed now is not forgotten: the gateway logs it and tries again
+  // until it is gone. (unlink fails on a directory, even for root.)
+  const std::string id2 = "acme-000006";
+  Device dev2(site(), id2);
+  ASSERT_NO_FATAL_FAILURE(dev2.Enroll());
+  ASSERT_EQ(dev2.Up("telemetry", "t=2"), 0);
+  ASSERT_TRUE(WaitTopic(observer, std::string("dt/") + kSite + "/" + id2 + "/telemetry").has_value())
+      << gateway_.Log();
+  const std::string key2 = site().dir + "/cloud/aws/" + id2 + ".key";
+  const std::string pem2 = site().dir + "/cloud/aws/" + id2 + ".pem";
+  ASSERT_EQ(unlink(key2.c_str()), 0);
+  ASSERT_EQ(mkdir(key2.c_str(), 0700), 0);
+  SiteFixture::Cli({"revoke", "--store", site().store, "--device", id2, "--all"});
+  ASSERT_TRUE(WaitUntil([&] { return Logged("revocation_not_applied"); }, 10s)) << gateway_.Log();
+  EXPECT_FALSE(Logged("cloud_identity_destroyed device=" + id2));
+  EXPECT_EQ(stat(pem2.c_str(), &st), 0) << "nothing half-done: the pair goes only with its key";
+  ASSERT_EQ(rmdir(key2.c_str()), 0);
+  ASSERT_TRUE(WaitUntil([&] { return Logged("cloud_identity_destroyed device=" + id2); }, 10s))
+      << gateway_.Log();
+  EXPECT_NE(stat(pem2.c_str(), &st), 0);
 }
 
 }  // namespace

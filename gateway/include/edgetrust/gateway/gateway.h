@@ -117,6 +117,7 @@ class Gateway {
   std::map<std::string, uint64_t> dropped_seen_;
   std::unordered_set<int> unacked_;  // our publishes the broker has not acknowledged (mids)
   uint64_t revocations_seen_ = 0;  // revocation log seq acted upon
+  uint64_t revocation_failure_logged_at_ = 0;  // loop ms
   bool keep_failed_ = false;  // this read held device data that could not be kept
   uint64_t refused_unlogged_ = 0;  // on_full: refuse, not yet summarised in the log
   uint64_t refused_logged_at_ = 0;
