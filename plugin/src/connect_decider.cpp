@@ -130,7 +130,7 @@ Result<Decision> ConnectDecider::DecideWithStore(std::string_view cn, const pki:
   if (issuer.kind == IssuerInfo::Kind::kSiteCa) {
     // 6
     if (auto principal = policy.PrincipalRoleOf(cn)) {
-      return Allow(*principal == policies::PrincipalRole::kGateway ? Role::kGateway : Role::kAdmin);
+      return Allow(RoleOf(*principal));
     }
     // The hot path of every device reconnect: read in place, nothing allocated.
     storage::DeviceAuthView device;

@@ -13,6 +13,7 @@
 
 #include "broker_log.h"
 #include "edgetrust/plugin/access_rules.h"
+#include "edgetrust/plugin/connect_decider.h"
 #include "edgetrust/storage/tables.h"
 #include "events.h"
 
@@ -101,10 +102,7 @@ void RecheckAll(PluginState& state) {
   state.clients.ForgetOfflineIf([&](const std::string& id, const OfflineSession& away) {
     if (away.role != protocol::Role::kGateway && away.role != protocol::Role::kAdmin) return false;
     auto principal = state.policy().policy.PrincipalRoleOf(id);
-    const auto role = !principal                                      ? protocol::Role::kEnrolling
-                      : *principal == policies::PrincipalRole::kGateway ? protocol::Role::kGateway
-                                                                        : protocol::Role::kAdmin;
-    return !principal || role != away.role;
+    return !principal || RoleOf(*principal) != away.role;
   });
   std::vector<ClientRegistry::Key> keys;
   state.clients.ForEach([&](ClientRegistry::Key key, ClientInfo&) { keys.push_back(key); });

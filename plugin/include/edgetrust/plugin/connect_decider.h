@@ -10,10 +10,17 @@
 #include "edgetrust/common/result.h"
 #include "edgetrust/pki/certificate.h"
 #include "edgetrust/plugin/trust_index.h"
+#include "edgetrust/policies/policy.h"
 #include "edgetrust/protocol/topics.h"
 #include "edgetrust/storage/store.h"
 
 namespace edgetrust::plugin {
+
+// The role a principal the policy names (site CA certificate) connects with.
+inline protocol::Role RoleOf(policies::PrincipalRole principal) {
+  return principal == policies::PrincipalRole::kGateway ? protocol::Role::kGateway
+                                                        : protocol::Role::kAdmin;
+}
 
 // Why a CONNECT (or a running session) was refused. Each has its own counter and log reason.
 enum class DenyReason : uint8_t {
