@@ -18,7 +18,9 @@ std::string Encode(const OutboxMessage& r);     // seq and upstream are in the k
 std::string Encode(const AuditRecord& r);       // seq is the key
 std::string Encode(const AllowlistEntry& r);
 
-// kDataLoss when `data` is not a well-formed record.
+// kDataLoss when `data` is not a well-formed record. The device record, read on every device
+// event by the gateway, is walked in place (no msgpack-c object tree); the rest go through
+// msgpack-c. Both accept the same records.
 Status Decode(ByteView data, DeviceRecord* r);
 Status Decode(ByteView data, CertificateRecord* r);
 Status Decode(ByteView data, RevocationRecord* r);

@@ -779,6 +779,127 @@ TEST(Store, DeviceAuthViewSkipsEveryTypeAndRefusesEveryTruncation) {
   }
 }
 
+// The device record is decoded in place, not by msgpack-c: a timestamp in any of msgpack's
+// integer encodings must read as msgpack-c reads it, anything that is not an int64 must be
+// refused, and a key that merely starts like a known one must be ignored, not taken for it.
+TEST(Store, DeviceRecordTakesEveryIntegerEncodingAndOnlyItsOwnKeys) {
+  TempDir dir;
+  const std::string path = dir / "s";
+  { Store store = OpenOrDie(path); }
+  auto device_with_times = [](const std::string& id, auto&& pack_times) {
+    return PackMap([&](auto& pk) {
+      pk.pack_map(6);
+      pk.pack(std::string("id"));
+      pk.pack(id);
+      pk.pack(std::string("st"));
+      pk.pack(std::string("active"));
+      pack_times(pk);
+    });
+  };
+  struct Case {
+    const char* id;
+    std::function<void(msgpack::packer<msgpack::sbuffer>&)> pack;
+    int64_t want;
+  };
+  const std::vector<Case> cases = {
+      {"fixint", [](auto& pk) { pk.pack_uint8(7); }, 7},
+      {"negfixint", [](auto& pk) { pk.pack_int8(-3); }, -3},
+      {"uint8", [](auto& pk) { pk.pack_fix_uint8(200); }, 200},
+      {"uint16", [](auto& pk) { pk.pack_fix_uint16(60000); }, 60000},
+      {"uint32", [](auto& pk) { pk.pack_fix_uint32(4000000000u); }, 4000000000LL},
+      {"uint64", [](auto& pk) { pk.pack_fix_uint64(9223372036854775807ULL); }, INT64_MAX},
+      {"int8", [](auto& pk) { pk.pack_fix_int8(-100); }, -100},
+      {"int8pos", [](auto& pk) { pk.pack_fix_int8(100); }, 100},
+      {"int16", [](auto& pk) { pk.pack_fix_int16(-30000); }, -30000},
+      {"int32", [](auto& pk) { pk.pack_fix_int32(-2000000000); }, -2000000000},
+      {"int64", [](auto& pk) { pk.pack_fix_int64(INT64_MIN); }, INT64_MIN},
+      {"wide", [](auto& pk) { pk.pack_fix_uint64(5); }, 5},
+  };
+  for (const Case& c : cases) {
+    RawPut(path, "devices", c.id, device_with_times(c.id, [&](auto& pk) {
+             for (const char* key : {"on", "ca", "ua"}) {
+               pk.pack(std::string(key));
+               c.pack(pk);
+             }
+             pk.pack(std::string("ou"));
+             pk.pack(true);
+           }));
+  }
+  const std::vector<std::pair<const char*, std::function<void(msgpack::packer<msgpack::sbuffer>&)>>>
+      refused = {
+          {"toobig", [](auto& pk) { pk.pack_fix_uint64(9223372036854775808ULL); }},
+          {"float", [](auto& pk) { pk.pack(1.5); }},
+          {"string", [](auto& pk) { pk.pack(std::string("1")); }},
+          {"nil", [](auto& pk) { pk.pack_nil(); }},
+      };
+  for (const auto& [id, pack] : refused) {
+    RawPut(path, "devices", id, device_with_times(id, [&](auto& pk) {
+             pk.pack(std::string("fw"));
+             pk.pack(std::string("1.0"));
+             pk.pack(std::string("ca"));
+             pack(pk);
+             pk.pack(std::string("g"));
+             pk.pack(std::string("grp"));
+             pk.pack(std::string("ou"));
+             pk.pack(false);
+           }));
+  }
+  // Keys one byte longer or shorter than known ones, and the known ones' values of another
+  // type under those keys: all ignored.
+  RawPut(path, "devices", "lookalike", device_with_times("lookalike", [](auto& pk) {
+           pk.pack(std::string("stx"));
+           pk.pack(5);
+           pk.pack(std::string("o"));
+           pk.pack(std::string("not a fingerprint"));
+           pk.pack(std::string("mfmf"));
+           pk.pack(1.5);
+           pk.pack(std::string("of"));
+           pk.pack_bin(32);
+           pk.pack_bin_body(std::string(32, '\x05').data(), 32);
+         }));
+  RawPut(path, "devices", "badbool", device_with_times("badbool", [](auto& pk) {
+           pk.pack(std::string("ou"));
+           pk.pack(1);
+           pk.pack(std::string("x"));
+           pk.pack_nil();
+           pk.pack(std::string("y"));
+           pk.pack_nil();
+           pk.pack(std::string("z"));
+           pk.pack_nil();
+         }));
+
+  Store store = OpenOrDie(path);
+  ReadTxn r = BeginRead(store);
+  for (const Case& c : cases) {
+    auto got = GetDevice(r, c.id);
+    ASSERT_OK(got);
+    EXPECT_EQ(got->operational_not_after, c.want) << c.id;
+    EXPECT_EQ(got->created_at, c.want) << c.id;
+    EXPECT_EQ(got->updated_at, c.want) << c.id;
+    EXPECT_TRUE(got->operational_unconfirmed) << c.id;
+    EXPECT_EQ(got->state, DeviceState::kActive) << c.id;
+  }
+  for (const auto& [id, pack] : refused) {
+    auto got = GetDevice(r, id);
+    ASSERT_FALSE(got.ok()) << id;
+    EXPECT_EQ(got.error().code, ErrorCode::kDataLoss) << id;
+    // The view does not read "ca": for it the record is well formed.
+    DeviceAuthView v;
+    EXPECT_TRUE(FindDeviceAuthView(r, id, &v).ok()) << id;
+  }
+  auto lookalike = GetDevice(r, "lookalike");
+  ASSERT_OK(lookalike);
+  EXPECT_EQ(lookalike->state, DeviceState::kActive);
+  EXPECT_EQ(lookalike->operational_fingerprint, Bytes(32, 5));
+  EXPECT_TRUE(lookalike->manufacturer.empty());
+  DeviceAuthView v;
+  ASSERT_OK(FindDeviceAuthView(r, "lookalike", &v));
+  EXPECT_EQ(Bytes(v.operational_fingerprint().begin(), v.operational_fingerprint().end()),
+            Bytes(32, 5));
+  EXPECT_EQ(GetDevice(r, "badbool").error().code, ErrorCode::kDataLoss);
+  EXPECT_EQ(FindDeviceAuthView(r, "badbool", &v).error().code, ErrorCode::kDataLoss);
+}
+
 TEST(Store, IsCertificateOfChecksKindAndOwner) {
   TempDir dir;
   Store store = OpenOrDie(dir / "s");
