@@ -1,7 +1,9 @@
 #include "edgetrust/forwarding/forwarder.h"
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstdio>
+#include <mutex>
 #include <set>
 #include <unordered_map>
 #include <unordered_set>
@@ -78,7 +80,7 @@ struct Forwarder::Impl {
         store(s),
         policy(std::move(p)),
         options(std::move(o)),
-        batch_timer(l, [this] { (void)Flush(); }),
+        batch_timer(l, [this] { CommitSoon(); }),
         retry_timer(l, [this] { PumpAll(); }),
         housekeeping_timer(l, [this] { Housekeeping(); }) {}
 
@@ -199,39 +201,59 @@ struct Forwarder::Impl {
   }
 
   // Group, model and manufacturer for topic templates: the device record, else what Submit said.
-  // Inside a write transaction pass it: LMDB allows one transaction per thread.
-  const DeviceContext& Context(const std::string& device_id, const storage::Txn* within = nullptr) {
+  const DeviceContext& Context(const std::string& device_id) {
     DeviceContext& ctx = devices[device_id];
     if (devices_looked_up.insert(device_id).second) {
-      auto fill = [&](const storage::Txn& txn) {
-        if (auto rec = storage::FindDevice(txn, device_id); rec.ok() && rec->has_value()) {
+      auto txn = store->BeginRead();
+      if (txn.ok()) {
+        if (auto rec = storage::FindDevice(*txn, device_id); rec.ok() && rec->has_value()) {
           ctx.model = (*rec)->model;
           ctx.manufacturer = (*rec)->manufacturer;
           if (ctx.group.empty()) ctx.group = (*rec)->group;
         }
-      };
-      if (within != nullptr) {
-        fill(*within);
-      } else if (auto txn = store->BeginRead(); txn.ok()) {
-        fill(*txn);
       }
     }
     return ctx;
   }
 
-  Status Flush() {
-    batch_timer.Stop();
-    if (batch.empty() && removals.empty()) return OkStatus();
-    std::vector<Submission> work = std::move(batch);
-    batch.clear();
-    std::vector<std::pair<std::string, uint64_t>> removing = std::move(removals);
-    removals.clear();
+  // ---- commits ----
+  //
+  // A commit (append the batch, remove what upstreams acknowledged) ends in an fsync, which on
+  // an edge box's flash takes milliseconds. It runs on libuv's thread pool, one at a time, while
+  // the loop goes on sending and reading; what arrives meanwhile goes into the next commit.
+  // LMDB allows the write transaction on any thread (the store is opened MDB_NOTLS); the job
+  // touches nothing of the Impl but the store, and gets the policy and every submission's route
+  // resolved on the loop beforehand.
 
-    std::vector<Status> results(work.size());
+  struct CommitJob {
+    uv_work_t req;
+    Impl* owner = nullptr;  // nullptr: the Impl is gone, only free the job
+    storage::Store* store = nullptr;
+    std::shared_ptr<const policies::Policy> policy;
+    std::vector<Submission> work;
+    std::vector<std::string> routes;  // per submission; empty: not routed
+    std::vector<std::pair<std::string, uint64_t>> removing;
+    std::vector<std::function<void(Status)>> waiters;  // FlushAsync callers
+    // Results, written by the worker.
+    std::vector<Status> results;
     std::map<std::string, UpstreamCounters> delta;
     std::set<std::string> appended, resync;
     uint64_t unrouted_delta = 0;
-    Status failure = [&]() -> Status {
+    Status failure = OkStatus();
+    std::mutex mutex;
+    std::condition_variable cv;
+    bool finished = false;
+    bool applied = false;
+
+    void Run() {
+      results.assign(work.size(), OkStatus());
+      failure = Commit();
+      std::lock_guard lock(mutex);
+      finished = true;
+      cv.notify_all();
+    }
+
+    Status Commit() {
       ET_ASSIGN_OR_RETURN(storage::WriteTxn txn, store->BeginWrite());
       for (const auto& [name, seq] : removing) {
         ET_RETURN_IF_ERROR(storage::OutboxRemove(txn, name, seq));
@@ -239,14 +261,11 @@ struct Forwarder::Impl {
       const uint64_t max_bytes = policy->queue.max_bytes;
       for (size_t i = 0; i < work.size(); ++i) {
         Submission& s = work[i];
-        std::string group = s.group;
-        if (group.empty()) group = Context(s.device_id, &txn).group;
-        const policies::Group* g = policy->FindGroup(group);
-        if (g == nullptr || g->route.empty()) {
+        const std::string& route = routes[i];
+        if (route.empty()) {
           ++unrouted_delta;
           continue;
         }
-        const std::string& route = g->route;
         const uint64_t size = s.payload.size();
         if (policy->queue.on_full == policies::QueueFullAction::kRefuse || size > max_bytes) {
           ET_ASSIGN_OR_RETURN(storage::OutboxUsage usage, storage::OutboxStats(txn, route));
@@ -273,32 +292,128 @@ struct Forwarder::Impl {
         ET_RETURN_IF_ERROR(storage::OutboxAppend(txn, route, m));
         delta[route].queued++;
         appended.insert(route);
-        if (!s.group.empty()) devices[s.device_id].group = s.group;
       }
       return txn.Commit();
-    }();
-
-    if (!failure.ok()) {
-      // Nothing of this batch happened; acknowledged removals are retried with the next one.
-      for (auto& r : removing) removals.push_back(std::move(r));
-      for (auto& s : work) {
-        if (s.done) s.done(failure.error());
-      }
-      std::fprintf(stderr, "forwarding: outbox commit failed: %s\n", failure.error().ToString().c_str());
-      if (!removals.empty()) batch_timer.Start(100);
-      return failure;
     }
-    unrouted += unrouted_delta;
-    for (const auto& [name, d] : delta) {
+
+    void WaitFinished() {
+      std::unique_lock lock(mutex);
+      cv.wait(lock, [this] { return finished; });
+    }
+  };
+
+  CommitJob* committing = nullptr;  // on the thread pool
+  std::vector<std::function<void(Status)>> waiters;  // for the commit after `committing`
+
+  bool HasWork() const { return !batch.empty() || !removals.empty() || !waiters.empty(); }
+
+  // Takes the batch, the removals and the waiters into a job; routes resolved here, on the loop.
+  std::unique_ptr<CommitJob> TakeJob() {
+    batch_timer.Stop();
+    auto job = std::make_unique<CommitJob>();
+    job->store = store;
+    job->policy = policy;
+    job->work = std::move(batch);
+    batch.clear();
+    job->removing = std::move(removals);
+    removals.clear();
+    job->waiters = std::move(waiters);
+    waiters.clear();
+    job->routes.reserve(job->work.size());
+    for (Submission& s : job->work) {
+      if (s.group.empty()) s.group = Context(s.device_id).group;
+      const policies::Group* g = policy->FindGroup(s.group);
+      job->routes.push_back(g == nullptr ? std::string() : g->route);
+    }
+    return job;
+  }
+
+  // Starts the next commit unless one is running (its completion starts the next).
+  void CommitSoon() {
+    if (committing != nullptr || !HasWork()) return;
+    CommitJob* job = TakeJob().release();
+    job->owner = this;
+    job->req.data = job;
+    committing = job;
+    int rc = uv_queue_work(
+        loop, &job->req, [](uv_work_t* r) { static_cast<CommitJob*>(r->data)->Run(); },
+        [](uv_work_t* r, int) {
+          std::unique_ptr<CommitJob> done(static_cast<CommitJob*>(r->data));
+          if (done->owner != nullptr) done->owner->Committed(*done);
+        });
+    if (rc != 0) {  // cannot happen with a live loop; commit here rather than lose the batch
+      committing = nullptr;
+      std::unique_ptr<CommitJob> owned(job);
+      owned->Run();
+      Apply(*owned);
+    }
+  }
+
+  void Committed(CommitJob& job) {
+    if (committing == &job) committing = nullptr;
+    if (!job.applied) Apply(job);
+    CommitSoon();  // what arrived meanwhile, at once: the fsync was the wait
+  }
+
+  // Commits everything batched before it returns (waiting for a running commit first). For a
+  // policy swap, a stop, and callers that need the answer now.
+  Status Flush() {
+    if (committing != nullptr) {
+      CommitJob* job = committing;
+      committing = nullptr;
+      job->WaitFinished();
+      job->owner = nullptr;  // its after-work callback only frees it
+      if (!job->applied) Apply(*job);
+    }
+    if (!HasWork()) return OkStatus();
+    std::unique_ptr<CommitJob> job = TakeJob();
+    job->Run();
+    Apply(*job);
+    return job->failure;
+  }
+
+  // `done` runs after the commit that holds everything submitted so far. False (and `done` is
+  // not called) when there is nothing to wait for.
+  bool FlushAsync(std::function<void(Status)> done) {
+    if (!HasWork() && committing == nullptr) return false;
+    if (batch.empty() && removals.empty() && committing != nullptr) {
+      committing->waiters.push_back(std::move(done));  // what was submitted is in that one
+      return true;
+    }
+    waiters.push_back(std::move(done));
+    CommitSoon();
+    return true;
+  }
+
+  // On the loop, after the job's transaction committed or failed.
+  void Apply(CommitJob& job) {
+    job.applied = true;
+    if (!job.failure.ok()) {
+      // Nothing of this batch happened; acknowledged removals are retried with the next one.
+      for (auto& r : job.removing) removals.push_back(std::move(r));
+      for (auto& s : job.work) {
+        if (s.done) s.done(job.failure.error());
+      }
+      for (auto& w : job.waiters) w(job.failure.error());
+      std::fprintf(stderr, "forwarding: outbox commit failed: %s\n",
+                   job.failure.error().ToString().c_str());
+      if (!removals.empty() && !stopping) batch_timer.Start(100);
+      return;
+    }
+    unrouted += job.unrouted_delta;
+    for (const auto& [name, d] : job.delta) {
       UpstreamCounters& c = counters[name];
       c.queued += d.queued;
       c.dropped += d.dropped;
       c.refused += d.refused;
     }
-    for (const auto& name : resync) {
+    for (const Submission& s : job.work) {
+      if (!s.group.empty()) devices[s.device_id].group = s.group;
+    }
+    for (const auto& name : job.resync) {
       if (auto it = upstreams.find(name); it != upstreams.end()) Resync(*it->second);
     }
-    for (const auto& name : appended) {
+    for (const auto& name : job.appended) {
       if (auto it = upstreams.find(name); it != upstreams.end()) {
         it->second->maybe_more = true;
       } else if (const auto* config = policy->FindUpstream(name)) {
@@ -308,11 +423,19 @@ struct Forwarder::Impl {
         }
       }
     }
-    for (size_t i = 0; i < work.size(); ++i) {
-      if (work[i].done) work[i].done(results[i]);
+    for (size_t i = 0; i < job.work.size(); ++i) {
+      if (job.work[i].done) job.work[i].done(job.results[i]);
     }
-    PumpAll();
-    return OkStatus();
+    for (auto& w : job.waiters) w(OkStatus());
+    if (!stopping) PumpAll();
+  }
+
+  ~Impl() {
+    if (committing != nullptr) {
+      // Its callback runs on the loop later and must only free it.
+      committing->WaitFinished();
+      committing->owner = nullptr;
+    }
   }
 
   // Dropped messages are gone from the outbox: forget what was read but not sent, read again.
@@ -508,6 +631,10 @@ Status Forwarder::ApplyPolicy(std::shared_ptr<const policies::Policy> policy) {
 }
 
 Status Forwarder::Flush() { return impl_->Flush(); }
+
+bool Forwarder::FlushAsync(std::function<void(Status)> done) {
+  return impl_->FlushAsync(std::move(done));
+}
 
 void Forwarder::CloseDevice(const std::string& device_id) {
   impl_->devices.erase(device_id);  // its group may change by the time it is active again

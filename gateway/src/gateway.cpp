@@ -152,7 +152,7 @@ Status Gateway::Start() {
     if (!stopping_) log_.Warn("broker_disconnected", {{"reason", std::to_string(reason)}});
   };
   cb.on_message = [this](const mqtt::Message& m) { OnMessage(m); };
-  cb.on_received = [this] { return OnReceived(); };
+  cb.on_received = [this](uint64_t hold) { return OnReceived(hold); };
   cb.on_subscribe = [this](int, const std::vector<int>& granted) {
     if (granted.empty() || granted[0] >= 0x80) {
       log_.Error("subscribe_refused", {{"reason", granted.empty() ? "none" : std::to_string(granted[0])}});
@@ -456,16 +456,20 @@ std::shared_ptr<const policies::Policy> Gateway::PolicyOf(
   return std::shared_ptr<const policies::Policy>(authority, &authority->policy);
 }
 
-bool Gateway::OnReceived() {
+mqtt::Received Gateway::OnReceived(uint64_t hold) {
   bool kept = ForwardUp() && !keep_failed_;
-  if (forwarder_) {
-    if (auto st = forwarder_->Flush(); !st.ok()) kept = false;
-  }
   if (keep_failed_) {
     log_.Warn("forward_deferred", {{"msg", draining_ ? "stopping" : "queue full"}});
   }
   keep_failed_ = false;
-  return kept;
+  if (!kept) return mqtt::Received::kDrop;
+  if (!forwarder_) return mqtt::Received::kAcknowledge;
+  // Runs on the loop once the commit is done (never after the forwarder is gone; client_ goes
+  // after it).
+  const bool waiting = forwarder_->FlushAsync([this, hold](Status st) {
+    if (client_) client_->Resolve(hold, st.ok());
+  });
+  return waiting ? mqtt::Received::kLater : mqtt::Received::kAcknowledge;
 }
 
 // One read transaction for everything that arrived in this loop turn; each device looked up once.

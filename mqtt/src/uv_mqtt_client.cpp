@@ -6,6 +6,7 @@
 
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
+#include <openssl/bio.h>
 #include <openssl/ssl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -47,6 +48,131 @@ void InitLibraryOnce() {
   std::call_once(once, [] { mosquitto_lib_init(); });
 }
 
+// TLS records waiting to be written are capped here; beyond it SSL_write reports "would
+// block" and libmosquitto keeps its packets queued, as it does when the socket is full.
+constexpr size_t kMaxCoalescedBytes = size_t{256} << 10;
+
+// libmosquitto writes every packet with its own SSL_write, each going straight to write(2):
+// under load, one system call per acknowledgement and per publish. Once a TLS connection is
+// up, its write BIO is replaced by this one, which keeps the records and writes them together
+// when the loop is about to look for I/O again (UvMqttClient::Impl's `deferred` idle handle),
+// or at the latest when libmosquitto frees the connection (a DISCONNECT, a close_notify).
+class CoalescingWriter {
+ public:
+  // Installs a writer on `ssl` (whose current write BIO goes); nullptr on failure, and the
+  // connection then just keeps writing directly.
+  static CoalescingWriter* Install(SSL* ssl, int fd, CoalescingWriter** slot) {
+    BIO* bio = BIO_new(Method());
+    if (bio == nullptr) return nullptr;
+    auto* w = new CoalescingWriter(bio, fd, slot);
+    BIO_set_data(bio, w);
+    BIO_set_init(bio, 1);
+    SSL_set0_wbio(ssl, bio);  // the SSL now owns it; our destroy runs from SSL_free
+    *slot = w;
+    return w;
+  }
+  bool WritesFor(SSL* ssl) const { return SSL_get_wbio(ssl) == bio_; }
+
+  size_t pending() const { return buf_.size() - sent_; }
+  // The socket took less than was pending: wait for it to be writable.
+  bool blocked() const { return blocked_; }
+
+  // Writes what the socket takes now. False when the connection is broken (the read side
+  // will see it); what was pending is then dropped.
+  bool Flush() {
+    blocked_ = false;
+    while (pending() > 0 && !failed_) {
+      ssize_t n = send(fd_, buf_.data() + sent_, pending(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0) {
+        sent_ += static_cast<size_t>(n);
+      } else if (n < 0 && errno == EINTR) {
+        continue;
+      } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        blocked_ = true;
+        break;
+      } else {
+        failed_ = true;
+      }
+    }
+    if (sent_ == buf_.size() || failed_) {
+      buf_.clear();
+      sent_ = 0;
+      if (buf_.capacity() > kMaxCoalescedBytes) buf_.shrink_to_fit();
+    }
+    return !failed_;
+  }
+
+ private:
+  CoalescingWriter(BIO* bio, int fd, CoalescingWriter** slot) : bio_(bio), fd_(fd), slot_(slot) {}
+
+  static BIO_METHOD* Method() {
+    static BIO_METHOD* method = [] {
+      BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
+                                   "edgetrust coalescing writer");
+      BIO_meth_set_write(m, &Write);
+      BIO_meth_set_ctrl(m, &Ctrl);
+      BIO_meth_set_destroy(m, &Destroy);
+      return m;
+    }();
+    return method;
+  }
+
+  static int Write(BIO* bio, const char* data, int len) {
+    BIO_clear_retry_flags(bio);
+    auto* self = static_cast<CoalescingWriter*>(BIO_get_data(bio));
+    if (self == nullptr || len < 0) return -1;
+    if (self->pending() >= kMaxCoalescedBytes) {
+      self->Flush();
+      if (self->pending() >= kMaxCoalescedBytes) {
+        BIO_set_retry_write(bio);
+        return -1;
+      }
+    }
+    if (self->sent_ > 0 && self->sent_ >= self->buf_.size() / 2) {
+      self->buf_.erase(0, self->sent_);
+      self->sent_ = 0;
+    }
+    self->buf_.append(data, static_cast<size_t>(len));
+    return len;
+  }
+
+  static long Ctrl(BIO* bio, int cmd, long, void*) {
+    auto* self = static_cast<CoalescingWriter*>(BIO_get_data(bio));
+    switch (cmd) {
+      case BIO_CTRL_FLUSH:
+        // OpenSSL flushes after handshake and alert messages; what the socket does not take
+        // now stays queued and goes with the next flush.
+        if (self != nullptr) self->Flush();
+        return 1;
+      case BIO_CTRL_WPENDING:
+        return self != nullptr ? static_cast<long>(self->pending()) : 0;
+      case BIO_CTRL_DUP:
+        return 1;
+      default:
+        return 0;
+    }
+  }
+
+  static int Destroy(BIO* bio) {
+    auto* self = static_cast<CoalescingWriter*>(BIO_get_data(bio));
+    if (self == nullptr) return 1;
+    // libmosquitto frees the SSL just before it closes the socket: last chance to write.
+    self->Flush();
+    if (*self->slot_ == self) *self->slot_ = nullptr;
+    delete self;
+    BIO_set_data(bio, nullptr);
+    return 1;
+  }
+
+  BIO* bio_;
+  int fd_;
+  CoalescingWriter** slot_;  // the owner's pointer to us, cleared when we go
+  std::string buf_;
+  size_t sent_ = 0;
+  bool blocked_ = false;
+  bool failed_ = false;
+};
+
 }  // namespace
 
 // One poll handle per socket: libmosquitto replaces the socket on every reconnect, and a uv_poll_t
@@ -66,7 +192,14 @@ struct UvMqttClient::Impl {
 
   uv_timer_t tick;   // 1 s: keepalive (mosquitto_loop_misc), connect timeout
   uv_timer_t retry;  // one-shot: back-off before reconnect; stop grace
+  uv_idle_t deferred;  // armed while coalesced records wait or TLS holds unread bytes
   SocketWatch* watch = nullptr;
+  CoalescingWriter* writer = nullptr;  // this connection's TLS write BIO, once connected
+  bool read_more = false;
+  // hold_acks: on_received answered kLater; nothing is read or written until Resolve.
+  bool held = false;
+  uint64_t last_hold = 0;  // held: the hold that is current
+  enum class Resolution { kNone, kAcknowledge, kDrop } resolution = Resolution::kNone;
   int pending_closes = 0;
 
   State state = State::kIdle;
@@ -144,41 +277,92 @@ struct UvMqttClient::Impl {
       self->ConnectionLost();
       return;
     }
-    int rc = MOSQ_ERR_SUCCESS;
-    self->in_mosq++;
-    if (self->Handshaking()) {
-      // libmosquitto continues a TLS handshake only from loop_read; loop_write would return
-      // at once and we would spin on writability.
-      rc = mosquitto_loop_read(self->mosq, 1);
-      if (rc == MOSQ_ERR_SUCCESS && self->Handshaking() && PeerGone(mosquitto_socket(self->mosq))) {
-        // libmosquitto reports a socket error during the handshake as "carry on" and would
-        // be woken for the hang-up forever.
-        self->in_mosq--;
-        self->lost_reason = MOSQ_ERR_TLS_HANDSHAKE;
-        self->ConnectionLost();
-        return;
-      }
-    } else {
-      if (events & UV_READABLE) rc = self->ReadAvailable();
-      if (self->received) {
-        self->received = false;
-        if (!self->detached && self->callbacks.on_received && !self->callbacks.on_received()) {
-          // Drop the connection with the acknowledgements still unwritten.
-          self->in_mosq--;
-          self->Abort();
-          return;
-        }
-      }
-      // With hold_acks libmosquitto only queues: write what the read queued now.
-      const bool write = (events & UV_WRITABLE) ||
-                         (self->options.hold_acks && mosquitto_want_write(self->mosq));
-      if (rc == MOSQ_ERR_SUCCESS && write && mosquitto_socket(self->mosq) == w->fd) {
-        rc = mosquitto_loop_write(self->mosq, 1);
-      }
+    if (!self->Handshaking()) {
+      self->Service(events & UV_READABLE, events & UV_WRITABLE);
+      return;
     }
+    // libmosquitto continues a TLS handshake only from loop_read; loop_write would return at
+    // once and we would spin on writability.
+    self->in_mosq++;
+    int rc = mosquitto_loop_read(self->mosq, 1);
     self->in_mosq--;
+    if (rc == MOSQ_ERR_SUCCESS && self->Handshaking() && PeerGone(mosquitto_socket(self->mosq))) {
+      // libmosquitto reports a socket error during the handshake as "carry on" and would be
+      // woken for the hang-up forever.
+      self->lost_reason = MOSQ_ERR_TLS_HANDSHAKE;
+      self->ConnectionLost();
+      return;
+    }
     if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_CONN_PENDING) self->lost_reason = rc;
     self->Sync();
+  }
+
+  // Reads what is there and writes what is due, on a connected (or connecting) socket.
+  void Service(bool readable, bool writable) {
+    int rc = MOSQ_ERR_SUCCESS;
+    in_mosq++;
+    if (writable && writer != nullptr) writer->Flush();
+    if (readable && !held) rc = ReadAvailable();
+    if (received) {
+      received = false;
+      // Held already during the call, so that a Resolve from inside it is not lost.
+      held = true;
+      const uint64_t hold = ++last_hold;
+      const Received answer = detached || !callbacks.on_received ? Received::kAcknowledge
+                                                                  : callbacks.on_received(hold);
+      if (answer != Received::kLater) {
+        held = false;
+        resolution = Resolution::kNone;
+      }
+      if (answer == Received::kDrop) {
+        // Drop the connection with the acknowledgements still unwritten.
+        in_mosq--;
+        Abort();
+        return;
+      }
+    }
+    // With hold_acks libmosquitto only queues: write what the read queued now.
+    const bool write = !held && (writable || (options.hold_acks && mosquitto_want_write(mosq)));
+    if (rc == MOSQ_ERR_SUCCESS && write && watch != nullptr && mosquitto_socket(mosq) == watch->fd) {
+      rc = mosquitto_loop_write(mosq, 1);
+      // This read's answers leave now, together: the loop may run other work (a request's
+      // processing) before it next turns.
+      if (writer != nullptr) writer->Flush();
+    }
+    in_mosq--;
+    if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_CONN_PENDING) lost_reason = rc;
+    Sync();
+  }
+
+  // Runs once before the loop next waits for I/O: writes the coalesced records, and goes on
+  // reading what TLS has already taken off the socket (the socket will not wake us for it).
+  void OnDeferred() {
+    uv_idle_stop(&deferred);
+    if (state != State::kConnected && state != State::kConnecting && state != State::kStopping) {
+      return;
+    }
+    if (resolution != Resolution::kNone && held) {
+      const bool acknowledge = resolution == Resolution::kAcknowledge;
+      resolution = Resolution::kNone;
+      held = false;
+      if (!acknowledge) {
+        Abort();
+        return;
+      }
+      // What TLS already took off the socket will not wake the poll.
+      auto* ssl = static_cast<SSL*>(mosquitto_ssl_get(mosq));
+      read_more = ssl != nullptr && SSL_has_pending(ssl);
+      Service(false, true);  // writes the acknowledgements, and what waited behind them
+      return;
+    }
+    const bool more = read_more && !held;
+    read_more = false;
+    if (writer != nullptr) writer->Flush();
+    if (more && !Handshaking()) {
+      Service(true, false);
+      return;
+    }
+    Sync();
   }
 
   // mosquitto_loop_read reads about one packet per call (a subscriber has no queue for it to
@@ -186,12 +370,28 @@ struct UvMqttClient::Impl {
   // then handled — and, with hold_acks, committed and acknowledged — together.
   int ReadAvailable() {
     int rc = MOSQ_ERR_SUCCESS;
-    for (int i = 0; i < kMaxPacketsPerRead; ++i) {
+    for (int i = 0;; ++i) {
       rc = mosquitto_loop_read(mosq, 1);
       if (rc != MOSQ_ERR_SUCCESS) break;
       const int fd = mosquitto_socket(mosq);
+      if (fd < 0) break;
       auto* ssl = static_cast<SSL*>(mosquitto_ssl_get(mosq));
-      if (fd < 0 || (!(ssl != nullptr && SSL_pending(ssl) > 0) && !BytesWaiting(fd))) break;
+      if (ssl == nullptr) {
+        if (!BytesWaiting(fd)) break;
+      } else if (SSL_pending(ssl) == 0) {
+        // With read-ahead TLS keeps what one read(2) returned, and those bytes never wake the
+        // poll again. Go on while they hold a whole record (SSL_peek decrypts it, no system
+        // call); when they hold none, look at the socket once (not once per packet). Only
+        // part of a record: its rest will wake the poll (SSL_peek tried one read(2)).
+        char b;
+        if (SSL_has_pending(ssl) ? SSL_peek(ssl, &b, 1) <= 0 : !BytesWaiting(fd)) break;
+      }
+      if (i + 1 == kMaxPacketsPerRead) {
+        // The other connections' turn. What TLS holds would not wake the poll: read on
+        // before the loop next waits.
+        read_more = ssl != nullptr;
+        break;
+      }
     }
     return rc;
   }
@@ -219,7 +419,9 @@ struct UvMqttClient::Impl {
     if (ssl != nullptr && SSL_in_init(ssl)) {
       return UV_READABLE | (SSL_want_write(ssl) ? UV_WRITABLE : 0);
     }
-    return UV_READABLE | (mosquitto_want_write(mosq) ? UV_WRITABLE : 0);
+    const bool blocked = writer != nullptr && writer->blocked();
+    if (held) return blocked ? UV_WRITABLE : 0;  // only what was written before the hold
+    return UV_READABLE | (mosquitto_want_write(mosq) || blocked ? UV_WRITABLE : 0);
   }
 
   void CloseWatch() {
@@ -262,10 +464,21 @@ struct UvMqttClient::Impl {
       w->poll.data = w;
       watch = w;
     }
+    auto* ssl = static_cast<SSL*>(mosquitto_ssl_get(mosq));
+    if (state == State::kConnected && ssl != nullptr && !SSL_in_init(ssl) &&
+        (writer == nullptr || !writer->WritesFor(ssl))) {
+      // TLS is up: from now on read as much as the socket has at once, and write coalesced.
+      SSL_set_read_ahead(ssl, 1);
+      CoalescingWriter::Install(ssl, fd, &writer);
+    }
     int want = WantedEvents();
     if (want != watch->events) {
       watch->events = want;
       uv_poll_start(&watch->poll, want, &Impl::OnPoll);
+    }
+    if (read_more || resolution != Resolution::kNone ||
+        (writer != nullptr && writer->pending() > 0 && !writer->blocked())) {
+      uv_idle_start(&deferred, [](uv_idle_t* h) { static_cast<Impl*>(h->data)->OnDeferred(); });
     }
     if (state == State::kStopping && !mosquitto_want_write(mosq)) {
       // DISCONNECT written; libmosquitto closes the socket itself, but do not rely on it.
@@ -283,6 +496,8 @@ struct UvMqttClient::Impl {
 
   void ConnectionLost() {
     CloseWatch();
+    held = false;  // those acknowledgements die with the connection
+    resolution = Resolution::kNone;
     if (state == State::kStopping) {
       FinishStop();
       return;
@@ -395,7 +610,10 @@ struct UvMqttClient::Impl {
     if (state == State::kClosing || state == State::kClosed) return;
     state = State::kClosing;
     CloseWatch();
-    pending_closes += 2;
+    pending_closes += 3;
+    uv_close(reinterpret_cast<uv_handle_t*>(&deferred), [](uv_handle_t* h) {
+      static_cast<Impl*>(h->data)->HandleClosed();
+    });
     uv_close(reinterpret_cast<uv_handle_t*>(&tick), [](uv_handle_t* h) {
       static_cast<Impl*>(h->data)->HandleClosed();
     });
@@ -509,6 +727,8 @@ Result<std::unique_ptr<UvMqttClient>> UvMqttClient::Create(uv_loop_t* loop, Clie
   impl->tick.data = impl.get();
   uv_timer_init(loop, &impl->retry);
   impl->retry.data = impl.get();
+  uv_idle_init(loop, &impl->deferred);
+  impl->deferred.data = impl.get();
   return std::unique_ptr<UvMqttClient>(new UvMqttClient(impl.release()));
 }
 
@@ -538,6 +758,14 @@ Status UvMqttClient::Start() {
 }
 
 void UvMqttClient::Stop() { impl_->Stop(); }
+
+void UvMqttClient::Resolve(uint64_t hold, bool acknowledge) {
+  if (!impl_->held || hold != impl_->last_hold || impl_->resolution != Impl::Resolution::kNone) {
+    return;
+  }
+  impl_->resolution = acknowledge ? Impl::Resolution::kAcknowledge : Impl::Resolution::kDrop;
+  impl_->Sync();
+}
 
 Result<int> UvMqttClient::Publish(std::string_view topic, ByteView payload, int qos, bool retain,
                                   const UserProperties& user_properties) {

@@ -111,6 +111,8 @@ class UvMqttClientTest : public ::testing::Test {
     std::map<int, std::vector<int>> subacks;
     std::map<int, int> pubacks;
     bool keep = true;    // what on_received answers (hold_acks)
+    bool later = false;  // answer kLater instead, and note the hold
+    std::vector<uint64_t> holds;
     int received_batches = 0;
   };
 
@@ -125,9 +127,13 @@ class UvMqttClientTest : public ::testing::Test {
     cb.on_subscribe = [probe](int mid, const std::vector<int>& g) { probe->subacks[mid] = g; };
     cb.on_publish_ack = [probe](int mid, int reason) { probe->pubacks[mid] = reason; };
     cb.on_closed = [probe] { probe->closed = true; };
-    cb.on_received = [probe] {
+    cb.on_received = [probe](uint64_t hold) {
       probe->received_batches++;
-      return probe->keep;
+      if (probe->later) {
+        probe->holds.push_back(hold);
+        return Received::kLater;
+      }
+      return probe->keep ? Received::kAcknowledge : Received::kDrop;
     };
     auto c = UvMqttClient::Create(&loop_, std::move(o), std::move(cb));
     EXPECT_TRUE(c.ok()) << (c.ok() ? "" : c.error().ToString());
@@ -346,6 +352,47 @@ TEST_F(UvMqttClientTest, HeldAcknowledgementsAreWrittenOnlyForKeptMessages) {
   ASSERT_TRUE(RunUntil([&] { return !p2.messages.empty(); }));
   EXPECT_EQ(p2.messages[0].topic, "held/2") << "an acknowledged message came back";
   EXPECT_GE(p2.received_batches, 1);
+}
+
+// kLater: while a read's messages are held, nothing more is read and nothing acknowledged; an
+// answer for another hold changes nothing; Resolve(true) acknowledges (the message never comes
+// back), Resolve(false) drops the connection and the broker delivers the message again.
+TEST_F(UvMqttClientTest, HeldUntilResolvedThenAcknowledgedOrDropped) {
+  ClientOptions o = Tls("held-later");
+  o.clean_start = false;
+  o.session_expiry = 300;
+  o.hold_acks = true;
+  Probe p;
+  UvMqttClient* c = NewClient(o, &p);
+  ASSERT_TRUE(c->Start().ok());
+  ASSERT_TRUE(RunUntil([&] { return c->connected(); }));
+  SubscribeAndWait(c, &p, "later/#", 1);
+  p.later = true;
+
+  edgetrust::testing::TestClient other("pub-later");
+  ASSERT_EQ(other.Connect(plain_port_, {}), 0);
+  ASSERT_EQ(other.Publish("later/a", "a", 1), 0);
+  ASSERT_TRUE(RunUntil([&] { return p.holds.size() == 1; }));
+  ASSERT_EQ(other.Publish("later/b", "b", 1), 0);
+  RunUntil([] { return false; }, 300ms);
+  ASSERT_EQ(p.messages.size(), 1u) << "read on while a hold was open";
+  c->Resolve(p.holds[0] + 1, true);  // not the open hold
+  RunUntil([] { return false; }, 200ms);
+  ASSERT_EQ(p.messages.size(), 1u) << "another hold's answer ended this one";
+
+  c->Resolve(p.holds[0], true);
+  ASSERT_TRUE(RunUntil([&] { return p.holds.size() == 2; }));
+  EXPECT_EQ(p.messages.back().topic, "later/b");
+  const int disconnects = p.disconnects;
+  c->Resolve(p.holds[1], false);
+  ASSERT_TRUE(RunUntil([&] { return p.disconnects > disconnects; }));
+  p.later = false;
+  ASSERT_TRUE(RunUntil([&] { return p.messages.size() >= 3 && c->connected(); }));
+  EXPECT_EQ(p.messages[2].topic, "later/b") << "the dropped message was not delivered again";
+  RunUntil([] { return false; }, 300ms);
+  for (size_t i = 1; i < p.messages.size(); ++i) {
+    EXPECT_NE(p.messages[i].topic, "later/a") << "an acknowledged message came back";
+  }
 }
 
 TEST_F(UvMqttClientTest, Mqtt311Works) {

@@ -1,6 +1,7 @@
 // The Forwarder: device data in, upstreams out, a durable LMDB outbox per upstream in between.
 //
-//   Submit ──batch (≤ batch_delay or batch_max)──► one WriteTxn: append to the route's outbox
+//   Submit ──batch (≤ batch_delay or batch_max)──► one WriteTxn on the thread pool (one at a
+//          time; what arrives meanwhile is the next): append to the route's outbox
 //          ◄── done(status) after commit: only now may the gateway PUBACK the device
 //   outbox ──pump (seq order, ≤ window in flight, per-device order)──► UpstreamConnection
 //          ◄── ack: removed from the outbox (batched into the next WriteTxn)
@@ -66,10 +67,14 @@ class Forwarder {
   void Submit(std::string_view device_id, std::string_view group, std::string_view channel,
               Bytes payload, int qos, SubmitDone done);
 
-  // Commits what is batched now instead of at the batch timer; the submissions' `done` callbacks
-  // have run when it returns. For a caller that may acknowledge its sources only once their
-  // messages are durable. The error is the commit's (every batched `done` got it too).
+  // Commits what is batched now instead of at the batch timer, on the loop thread (waiting for a
+  // commit already running on the thread pool first); the submissions' `done` callbacks have run
+  // when it returns. The error is the commit's (every batched `done` got it too).
   Status Flush();
+  // The same without blocking the loop: `done` runs on the loop once everything submitted so far
+  // is committed (or the commit failed), for a caller that may acknowledge its sources only once
+  // their messages are durable. Returns false, not calling `done`, when nothing is waiting.
+  bool FlushAsync(std::function<void(Status)> done);
   // The device was revoked: its own cloud connections (per-device kinds) close now, and its
   // queued messages are re-read with its new state (not active: dropped for those kinds).
   void CloseDevice(const std::string& device_id);

@@ -76,9 +76,10 @@ class Gateway {
   void CloseHandles();
   // Hands what this read delivered to the outbox; false when it could not be kept (store error).
   bool ForwardUp();
-  // The broker client's on_received: make this read's device data durable before it is
-  // acknowledged; false drops the connection unacknowledged (the broker delivers it again).
-  bool OnReceived();
+  // The broker client's on_received: this read's device data is acknowledged only once it is
+  // durable. The commit runs off the loop (kLater, then Resolve); a store error drops the
+  // connection unacknowledged (the broker delivers it again).
+  mqtt::Received OnReceived(uint64_t hold);
   void PublishDownlink(forwarding::Downlink d);
   void WatchUpstreams();
   // Acts on revocations written since the last look (by the CLI or by us): a device that is no

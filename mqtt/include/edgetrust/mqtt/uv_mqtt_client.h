@@ -77,6 +77,9 @@ struct Message {
   bool retain = false;
 };
 
+// on_received's answer.
+enum class Received { kAcknowledge, kDrop, kLater };
+
 struct ClientCallbacks {
   // CONNACK received; `reason` 0 = accepted (then the client is connected()), else the
   // v5 reason code / v3 return code of the refusal.
@@ -87,10 +90,12 @@ struct ClientCallbacks {
   std::function<void(int reason)> on_disconnect;
   std::function<void(const Message& message)> on_message;
   // With options.hold_acks: runs after each read that delivered messages, before their
-  // acknowledgements are written. Return false when they could not be kept: the connection is
-  // then dropped without acknowledging them, and the broker delivers them again (persistent
-  // session) after the reconnect.
-  std::function<bool()> on_received;
+  // acknowledgements are written. kDrop when they could not be kept: the connection is then
+  // dropped without acknowledging them, and the broker delivers them again (persistent session)
+  // after the reconnect. kLater when keeping them takes a while (a commit on another thread):
+  // the connection then reads nothing and writes nothing until UvMqttClient::Resolve(hold, …).
+  // `hold` names this read's messages.
+  std::function<Received(uint64_t hold)> on_received;
   // PUBACK/PUBCOMP for QoS > 0 (reason >= 0x80 = refused by the broker), or the message written
   // to the socket for QoS 0.
   std::function<void(int mid, int reason)> on_publish_ack;
@@ -123,6 +128,12 @@ class UvMqttClient {
   // Graceful: sends DISCONNECT if connected (flushing what is queued first, within ~1 s), then
   // closes every handle and calls on_closed. No reconnect after this. Idempotent.
   void Stop();
+
+  // Ends on_received's kLater for `hold`: writes the held acknowledgements (true), or drops the
+  // connection without them (false). Takes effect when the loop next turns, never inside this
+  // call. Ignored unless `hold` is what is held now (the connection was lost meanwhile: the
+  // broker delivers those messages again, and a later hold is not ended by an old answer).
+  void Resolve(uint64_t hold, bool acknowledge);
 
   // Queues a message; returns its message id. Fails when not connected (libmosquitto keeps no
   // offline queue for QoS 0; for QoS > 0 it would — we refuse instead so callers decide).
