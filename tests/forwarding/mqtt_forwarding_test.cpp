@@ -167,7 +167,12 @@ TEST_F(MqttForwardingTest, StoreAndForwardAcrossBrokerRestartKeepsEveryMessageIn
   RunFor(std::chrono::seconds(1));
   paused = true;
   uv_timer_stop(&producer);
-  uv_close(reinterpret_cast<uv_handle_t*>(&producer), nullptr);
+  // `producer` lives on this stack: its close must be done before the test returns.
+  bool producer_closed = false;
+  producer.data = &producer_closed;
+  uv_close(reinterpret_cast<uv_handle_t*>(&producer),
+           [](uv_handle_t* h) { *static_cast<bool*>(h->data) = true; });
+  ASSERT_TRUE(RunUntil([&] { return producer_closed; }));
   ASSERT_TRUE(RunUntil(
       [&] {
         observer_->Poll();
