@@ -4,9 +4,12 @@
 #include "edgetrust/mqtt/uv_mqtt_client.h"
 
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -393,6 +396,30 @@ TEST_F(UvMqttClientTest, HeldUntilResolvedThenAcknowledgedOrDropped) {
   for (size_t i = 1; i < p.messages.size(); ++i) {
     EXPECT_NE(p.messages[i].topic, "later/a") << "an acknowledged message came back";
   }
+}
+
+size_t OpenDescriptors() {
+  size_t n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+  return n;
+}
+
+// libmosquitto's wake-up socket pair is not made (each queued packet would write a byte to it):
+// a client holds no descriptor until it connects, then its socket only (kDescriptorsPerClient).
+// Other socketpair calls still work.
+TEST_F(UvMqttClientTest, AClientHoldsOnlyItsSocket) {
+  const size_t before = OpenDescriptors();
+  Probe p;
+  UvMqttClient* c = NewClient(Plain("fds"), &p);
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(OpenDescriptors(), before) << "libmosquitto's socket pair was made";
+  ASSERT_TRUE(c->Start().ok());
+  ASSERT_TRUE(RunUntil([&] { return c->connected(); }));
+  EXPECT_EQ(OpenDescriptors(), before + kDescriptorsPerClient);
+  int pair[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, pair), 0);
+  close(pair[0]);
+  close(pair[1]);
 }
 
 TEST_F(UvMqttClientTest, Mqtt311Works) {

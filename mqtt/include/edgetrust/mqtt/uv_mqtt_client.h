@@ -105,11 +105,11 @@ struct ClientCallbacks {
   std::function<void()> on_closed;
 };
 
-// Each client holds three descriptors: its socket and the socket pair libmosquitto makes for
-// every client. Raises the soft RLIMIT_NOFILE toward `wanted` (never above the hard limit, never
-// lowers it); returns the soft limit now in force.
+// Each client holds one descriptor, its socket (libmosquitto's wake-up socket pair is not made:
+// see uv_mqtt_client.cpp). Raises the soft RLIMIT_NOFILE toward `wanted` (never above the hard
+// limit, never lowers it); returns the soft limit now in force.
 uint64_t RaiseDescriptorLimit(uint64_t wanted);
-inline constexpr uint64_t kDescriptorsPerClient = 3;
+inline constexpr uint64_t kDescriptorsPerClient = 1;
 
 class UvMqttClient {
  public:
