@@ -40,6 +40,9 @@ struct UpstreamState {
   uint64_t read_after = 0;                     // highest seq read into `pending`
   bool maybe_more = true;                      // the outbox may hold seqs > read_after
   size_t in_flight = 0;
+  // Acknowledged (or dropped) but their removal not committed yet: still in the outbox, so a
+  // re-read from the start (Resync) must not send them again.
+  std::set<uint64_t> removing;
 };
 
 struct Submission {
@@ -364,6 +367,15 @@ struct Forwarder::Impl {
       job->WaitFinished();
       job->owner = nullptr;  // its after-work callback only frees it
       if (!job->applied) Apply(*job);
+      // Its removals were re-queued on failure and go with the commit below; its submissions
+      // failed for good: say so even if the commit below succeeds.
+      if (!job->failure.ok() && !HasWork()) return job->failure;
+      if (!job->failure.ok()) {
+        std::unique_ptr<CommitJob> next = TakeJob();
+        next->Run();
+        Apply(*next);
+        return job->failure;
+      }
     }
     if (!HasWork()) return OkStatus();
     std::unique_ptr<CommitJob> job = TakeJob();
@@ -399,6 +411,9 @@ struct Forwarder::Impl {
                    job.failure.error().ToString().c_str());
       if (!removals.empty() && !stopping) batch_timer.Start(100);
       return;
+    }
+    for (const auto& [name, seq] : job.removing) {
+      if (auto it = upstreams.find(name); it != upstreams.end()) it->second->removing.erase(seq);
     }
     unrouted += job.unrouted_delta;
     for (const auto& [name, d] : job.delta) {
@@ -461,7 +476,7 @@ struct Forwarder::Impl {
     if (msgs->size() < want) u.maybe_more = false;
     for (auto& m : *msgs) {
       u.read_after = std::max(u.read_after, m.seq);
-      if (u.pending.count(m.seq)) continue;
+      if (u.pending.count(m.seq) || u.removing.count(m.seq)) continue;
       const uint64_t seq = m.seq;
       u.pending.emplace(seq, PendingMessage{std::move(m), false});
     }
@@ -488,6 +503,7 @@ struct Forwarder::Impl {
         } else {
           counters[u.name].acked++;
           removals.emplace_back(u.name, it->first);
+          u.removing.insert(it->first);
           removed = true;
           it = u.pending.erase(it);
         }
@@ -500,6 +516,7 @@ struct Forwarder::Impl {
                        u.name.c_str(), static_cast<unsigned long long>(it->first),
                        p.message.device_id.c_str(), sent.error().message.c_str());
           removals.emplace_back(u.name, it->first);
+          u.removing.insert(it->first);
           removed = true;
           it = u.pending.erase(it);
           continue;
@@ -546,6 +563,7 @@ struct Forwarder::Impl {
       c.rejected++;
     }
     removals.emplace_back(name, seq);
+    u.removing.insert(seq);
     ScheduleFlush();
     Pump(u);
   }

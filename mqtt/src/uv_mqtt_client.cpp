@@ -7,6 +7,7 @@
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 #include <openssl/bio.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -63,6 +64,7 @@ enum class State {
 
 constexpr int kConnectTimeoutSeconds = 15;
 constexpr uint64_t kStopGraceMs = 1000;
+constexpr uint64_t kStopHeldMaxMs = 10000;  // Stop while acknowledgements are held
 // Packets read in one go before the loop gets its turn back (other connections, timers).
 constexpr int kMaxPacketsPerRead = 4096;
 
@@ -99,6 +101,9 @@ class CoalescingWriter {
   size_t pending() const { return buf_.size() - sent_; }
   // The socket took less than was pending: wait for it to be writable.
   bool blocked() const { return blocked_; }
+  // From now on accept nothing while anything is pending, and write straight through: what
+  // libmosquitto believes written must be in the socket before it closes it.
+  void SetClosing() { closing_ = true; }
 
   // Writes what the socket takes now. False when the connection is broken (the read side
   // will see it); what was pending is then dropped.
@@ -144,6 +149,20 @@ class CoalescingWriter {
     BIO_clear_retry_flags(bio);
     auto* self = static_cast<CoalescingWriter*>(BIO_get_data(bio));
     if (self == nullptr || len < 0) return -1;
+    if (self->closing_) {
+      if (!self->Flush()) return -1;
+      if (self->pending() > 0) {
+        BIO_set_retry_write(bio);
+        return -1;
+      }
+      for (;;) {
+        ssize_t n = send(self->fd_, data, static_cast<size_t>(len), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n >= 0) return static_cast<int>(n);
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) BIO_set_retry_write(bio);
+        return -1;
+      }
+    }
     if (self->pending() >= kMaxCoalescedBytes) {
       self->Flush();
       if (self->pending() >= kMaxCoalescedBytes) {
@@ -193,6 +212,7 @@ class CoalescingWriter {
   std::string buf_;
   size_t sent_ = 0;
   bool blocked_ = false;
+  bool closing_ = false;
   bool failed_ = false;
 };
 
@@ -222,6 +242,7 @@ struct UvMqttClient::Impl {
   // hold_acks: on_received answered kLater; nothing is read or written until Resolve.
   bool held = false;
   uint64_t last_hold = 0;  // held: the hold that is current
+  uint64_t stop_started_ms = 0;
   enum class Resolution { kNone, kAcknowledge, kDrop } resolution = Resolution::kNone;
   int pending_closes = 0;
 
@@ -326,6 +347,11 @@ struct UvMqttClient::Impl {
     in_mosq++;
     if (writable && writer != nullptr) writer->Flush();
     if (readable && !held) rc = ReadAvailable();
+    if (rc == MOSQ_ERR_TLS && mosquitto_socket(mosq) >= 0) {
+      in_mosq--;
+      Abort();  // the TLS stream broke where libmosquitto was not looking
+      return;
+    }
     if (received) {
       received = false;
       // Held already during the call, so that a Resolve from inside it is not lost.
@@ -407,7 +433,18 @@ struct UvMqttClient::Impl {
         // call); when they hold none, look at the socket once (not once per packet). Only
         // part of a record: its rest will wake the poll (SSL_peek tried one read(2)).
         char b;
-        if (SSL_has_pending(ssl) ? SSL_peek(ssl, &b, 1) <= 0 : !BytesWaiting(fd)) break;
+        if (!SSL_has_pending(ssl)) {
+          if (!BytesWaiting(fd)) break;
+        } else if (const int n = SSL_peek(ssl, &b, 1); n <= 0) {
+          if (SSL_get_error(ssl, n) != SSL_ERROR_WANT_READ) {
+            // EOF inside a record, or an alert: the connection is over. Leave nothing on this
+            // thread's OpenSSL error queue, where the next SSL_get_error of another connection
+            // on the loop would find it and drop that one too.
+            ERR_clear_error();
+            rc = MOSQ_ERR_TLS;
+          }
+          break;
+        }
       }
       if (i + 1 == kMaxPacketsPerRead) {
         // The other connections' turn. What TLS holds would not wake the poll: read on
@@ -613,14 +650,28 @@ struct UvMqttClient::Impl {
       return;
     }
     in_mosq++;
+    // The DISCONNECT must not be taken into the writer's buffer and dropped with it when
+    // libmosquitto closes the socket right after "writing" it: from now on the writer behaves
+    // like a plain socket (it says "would block" until its buffer has gone out).
+    if (writer != nullptr) writer->SetClosing();
+    stop_started_ms = uv_now(loop);
     mosquitto_disconnect_v5(mosq, 0, nullptr);
     in_mosq--;
     uv_timer_stop(&retry);
-    uv_timer_start(&retry, [](uv_timer_t* t) {
-      auto* self = static_cast<Impl*>(t->data);
-      if (self->state == State::kStopping) self->FinishStop();
-    }, kStopGraceMs, 0);
+    uv_timer_start(&retry, &Impl::OnStopGrace, kStopGraceMs, 0);
     Sync();
+  }
+
+  static void OnStopGrace(uv_timer_t* t) {
+    auto* self = static_cast<Impl*>(t->data);
+    if (self->state != State::kStopping) return;
+    if (self->held && uv_now(self->loop) - self->stop_started_ms < kStopHeldMaxMs) {
+      // A commit is still deciding about the held acknowledgements (they and the DISCONNECT
+      // wait behind it): give it time, within bounds.
+      uv_timer_start(t, &Impl::OnStopGrace, kStopGraceMs, 0);
+      return;
+    }
+    self->FinishStop();
   }
 
   void FinishStop() {
