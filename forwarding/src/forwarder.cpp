@@ -361,27 +361,20 @@ struct Forwarder::Impl {
   // Commits everything batched before it returns (waiting for a running commit first). For a
   // policy swap, a stop, and callers that need the answer now.
   Status Flush() {
+    Status earlier = OkStatus();  // a waited-for commit's failure: its submissions failed for good
     if (committing != nullptr) {
       CommitJob* job = committing;
       committing = nullptr;
       job->WaitFinished();
       job->owner = nullptr;  // its after-work callback only frees it
       if (!job->applied) Apply(*job);
-      // Its removals were re-queued on failure and go with the commit below; its submissions
-      // failed for good: say so even if the commit below succeeds.
-      if (!job->failure.ok() && !HasWork()) return job->failure;
-      if (!job->failure.ok()) {
-        std::unique_ptr<CommitJob> next = TakeJob();
-        next->Run();
-        Apply(*next);
-        return job->failure;
-      }
+      earlier = job->failure;  // its removals were re-queued and go with the commit below
     }
-    if (!HasWork()) return OkStatus();
+    if (!HasWork()) return earlier;
     std::unique_ptr<CommitJob> job = TakeJob();
     job->Run();
     Apply(*job);
-    return job->failure;
+    return earlier.ok() ? job->failure : earlier;
   }
 
   // `done` runs after the commit that holds everything submitted so far. False (and `done` is

@@ -110,11 +110,9 @@ class CoalescingWriter {
   bool Flush() {
     blocked_ = false;
     while (pending() > 0 && !failed_) {
-      ssize_t n = send(fd_, buf_.data() + sent_, pending(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      ssize_t n = Send(buf_.data() + sent_, pending());
       if (n > 0) {
         sent_ += static_cast<size_t>(n);
-      } else if (n < 0 && errno == EINTR) {
-        continue;
       } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
         blocked_ = true;
         break;
@@ -132,6 +130,15 @@ class CoalescingWriter {
 
  private:
   CoalescingWriter(BIO* bio, int fd, CoalescingWriter** slot) : bio_(bio), fd_(fd), slot_(slot) {}
+
+  // send(2) without blocking or SIGPIPE, retried on EINTR.
+  ssize_t Send(const char* data, size_t len) const {
+    ssize_t n;
+    do {
+      n = send(fd_, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    return n;
+  }
 
   static BIO_METHOD* Method() {
     static BIO_METHOD* method = [] {
@@ -155,13 +162,10 @@ class CoalescingWriter {
         BIO_set_retry_write(bio);
         return -1;
       }
-      for (;;) {
-        ssize_t n = send(self->fd_, data, static_cast<size_t>(len), MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n >= 0) return static_cast<int>(n);
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) BIO_set_retry_write(bio);
-        return -1;
-      }
+      ssize_t n = self->Send(data, static_cast<size_t>(len));
+      if (n >= 0) return static_cast<int>(n);
+      if (errno == EAGAIN || errno == EWOULDBLOCK) BIO_set_retry_write(bio);
+      return -1;
     }
     if (self->pending() >= kMaxCoalescedBytes) {
       self->Flush();
