@@ -2,7 +2,7 @@
 //
 //   bench_forward [--devices N] [--messages M] [--publishers P] [--inflight W] [--rounds R]
 //                 [--broker-inflight I] [--broker-queued Q] [--quick] [--keep] [--only a|b]
-//                 [--gateway PATH] [--telemetry-interval T]
+//                 [--gateway PATH] [--telemetry-interval T] [--stagger-ms MS]
 //
 // Phase 1 (fleet): a site made by the real CLI with N provisioned devices; mosquitto with the
 // edgetrust plugin (real TLS), the real edgetrust-gateway routing the group to a plain local
@@ -74,6 +74,11 @@ struct Flags {
   // Fleet phase: seconds between a device's telemetry messages. The simulator keeps every
   // device publishing until all have sent 3, so N / interval msg/s is the fleet's steady load.
   int telemetry_interval = 20;
+  // Fleet phase: ms between the simulated devices' first connects. At 1 ms, 10,000 TLS
+  // handshakes (and as many reconnects with operational certificates) arrive faster than a
+  // 2-core broker can answer them, and the fleet sometimes never recovers from the connect
+  // timeouts (both gateways, before and after a change, seen stuck at a few hundred devices).
+  int stagger_ms = 5;
   int hold = 0;  // --hold S: keep the fleet's gateway running S seconds after its figures (inspection)
 };
 
@@ -486,6 +491,7 @@ Flags ParseFlags(int argc, char** argv) {
     else if (a == "--messages") f.messages = next();
     else if (a == "--publishers") f.publishers = next();
     else if (a == "--telemetry-interval") f.telemetry_interval = next();
+    else if (a == "--stagger-ms") f.stagger_ms = next();
     else if (a == "--hold") f.hold = next();
     else if (a == "--inflight") f.inflight = next();
     else if (a == "--rounds") f.rounds = next();
@@ -511,6 +517,7 @@ Flags ParseFlags(int argc, char** argv) {
   }
   f.publishers = std::min(f.publishers, f.devices);
   if (f.devices < 1 || f.publishers < 1 || f.messages < f.publishers || f.inflight < 1 ||
+      f.stagger_ms < 0 ||
       f.rounds < 1) {
     throw std::runtime_error("bad flags");
   }
@@ -618,7 +625,7 @@ int Main(int argc, char** argv) {
            "mqtts://127.0.0.1:" + std::to_string(b.site.port), "--ca", b.site.site_ca_cert,
            "--simulate", std::to_string(count), "--factory-out", share, "--state", b.state_dir,
            "--count", "3", "--interval", std::to_string(f.telemetry_interval), "--stagger-ms",
-           "1", "--quiet", "--duration", "1800"},
+           std::to_string(f.stagger_ms), "--quiet", "--duration", "1800"},
           b.tmp / ("simulator-" + std::to_string(part) + ".log")));
     }
     std::printf("fleet: %zu simulator process(es), up to %d devices each\n", sims.size(), per_process);

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <system_error>
+#include <thread>
 
 #include "cloud_identity.h"
 #include "edgetrust/pki/certificate.h"
@@ -144,7 +146,7 @@ Status Gateway::Start() {
   mqtt::ClientCallbacks cb;
   cb.on_connect = [this](int reason) { OnConnect(reason); };
   cb.on_publish_ack = [this](int mid, int) {
-    if (unacked_.erase(mid) != 0 && unacked_.size() == kMaxUnacked / 2 && !queue_.empty()) {
+    if (unacked_.erase(mid) != 0 && unacked_.size() <= kMaxUnacked / 2 && !queue_.empty()) {
       ScheduleDrain();
     }
   };
@@ -242,6 +244,7 @@ void Gateway::OnMessage(const mqtt::Message& m) {
   const std::string key = QueueKey(r);
   if (auto it = queued_.find(key); it != queued_.end()) {
     *it->second = std::move(r);  // the newest ask of this device stands in for the older one
+    ScheduleDrain();
     return;
   }
   if (queue_.size() >= kMaxQueued) {
@@ -262,9 +265,7 @@ void Gateway::ScheduleDrain() {
                  0);
 }
 
-void Gateway::Drain() {
-  drain_scheduled_ = false;
-  if (unacked_.size() >= kMaxUnacked) return;  // on_publish_ack drains again at half
+std::deque<DeviceRequest> Gateway::TakeBatch() {
   std::deque<DeviceRequest> batch;
   while (!queue_.empty() && batch.size() < kBatchSize) {
     DeviceRequest& r = queue_.front();
@@ -272,7 +273,39 @@ void Gateway::Drain() {
     batch.push_back(std::move(r));
     queue_.pop_front();
   }
-  if (!batch.empty()) HandleBatch(batch);
+  return batch;
+}
+
+// wolfCrypt keeps a table cache per thread (pki::ReleaseThreadCaches) and cannot be told to
+// leave out a key it will never see again: checked on the loop, a fleet's one-off CSR keys
+// would fill the loop thread's cache (about 12 MiB) and push out the tables that pay there
+// (the site CA key that signs, the manufacturers' keys). So a batch's CSRs are checked on a
+// thread of their own whose cache is dropped after each. The loop waits for it: the gateway
+// never takes a second core from the broker in an enrollment storm (tried: verifying the next
+// batch while the loop handled this one starved the broker's TLS handshakes of 10,000
+// simulated devices into timeouts).
+static void CheckCsrs(std::deque<DeviceRequest>& batch) {
+  if (std::none_of(batch.begin(), batch.end(),
+                   [](const DeviceRequest& r) { return IsRequest(r.kind); })) {
+    return;
+  }
+  try {
+    std::thread([&batch] {
+      for (DeviceRequest& r : batch) CheckCsr(r);
+    }).join();
+  } catch (const std::system_error&) {
+    // No thread: Handle checks each CSR itself, on the loop.
+  }
+}
+
+void Gateway::Drain() {
+  drain_scheduled_ = false;
+  if (unacked_.size() >= kMaxUnacked) return;  // on_publish_ack drains again
+  std::deque<DeviceRequest> batch = TakeBatch();
+  if (!batch.empty()) {
+    CheckCsrs(batch);
+    HandleBatch(batch);
+  }
   if (!queue_.empty()) ScheduleDrain();
 }
 
@@ -347,7 +380,7 @@ void Gateway::HandleBatch(std::deque<DeviceRequest>& batch) {
     Outcome& o = outcomes[i];
     if (!o.event.empty()) log_.Write(o.level, o.event, o.fields);
     if (o.reply) {
-      if (o.rid) service_.Remember(batch[i], *o.rid, *o.reply);
+      if (o.rid) service_.Remember(batch[i], *o.rid, o.cert);
       Publish(*o.reply);
     }
     revoked.insert(revoked.end(), o.revoked.begin(), o.revoked.end());
@@ -411,8 +444,13 @@ void Gateway::Reload() {
 void Gateway::Shutdown() {
   if (stopping_) return;
   log_.Info("gateway_stopping", {{"queued", std::to_string(queue_.size())}});
-  // Finish what was accepted: answers go out before the DISCONNECT that Stop queues.
-  while (!queue_.empty()) Drain();
+  // Finish what was accepted, here and now: answers go out before the DISCONNECT that Stop
+  // queues (libmosquitto keeps them however many are unacknowledged).
+  while (!queue_.empty()) {
+    std::deque<DeviceRequest> batch = TakeBatch();
+    CheckCsrs(batch);
+    HandleBatch(batch);
+  }
   stopping_ = true;
   if (client_) {
     client_->Stop();  // on_closed → FinishShutdown

@@ -224,6 +224,17 @@ TEST_F(GatewayTest, SameRidGetsTheSameAnswerAlsoAfterARestart) {
   auto b = dev.Send(req);
   ASSERT_TRUE(b && b->ok);
   EXPECT_EQ(a->cert, b->cert);
+  // Answered from the gateway's memory of recent answers, which keeps only the certificate:
+  // the rest of the answer is rebuilt, and must be whole.
+  EXPECT_NE(gateway_.Log().find("enroll_repeat device=acme-000002 rid=same\n"), std::string::npos)
+      << gateway_.Log();
+  EXPECT_EQ(b->rid, "same");
+  EXPECT_EQ(b->chain, a->chain);
+  ASSERT_EQ(b->chain.size(), 1u);
+  EXPECT_EQ(b->site, a->site);
+  EXPECT_FALSE(b->site.empty());
+  EXPECT_EQ(b->lifecycle_ca, a->lifecycle_ca);
+  EXPECT_EQ(b->lifecycle_ca, b->chain[0]);
 
   gateway_.Signal(SIGTERM);
   ASSERT_EQ(gateway_.Wait(20s), std::optional<int>(0)) << gateway_.Log();

@@ -1,8 +1,13 @@
-// Unit tests of the gateway's small pieces: command line and rate limiter.
+// Unit tests of the gateway's small pieces: command line, rate limiter, CSR pre-check.
 #include <gtest/gtest.h>
 
+#include <thread>
+
+#include "edgetrust/gateway/enrollment_service.h"
 #include "edgetrust/gateway/options.h"
 #include "edgetrust/gateway/rate_limiter.h"
+#include "edgetrust/pki/key.h"
+#include "edgetrust/protocol/messages.h"
 
 namespace edgetrust::gateway {
 namespace {
@@ -62,6 +67,65 @@ TEST(RateLimiter, BurstThenRefillPerKey) {
   EXPECT_EQ(r.size(), 1u);                  // b is full again and forgotten; a is not
   r.Prune(100000);
   EXPECT_EQ(r.size(), 0u);
+}
+
+// CheckCsr runs on libuv's thread pool, ahead of the transaction: it must leave exactly what
+// pki::ParseCsrDer says of the request's CSR, and leave alone what Handle refuses by itself.
+DeviceRequest RequestWithCsr(protocol::TopicKind kind, Bytes csr) {
+  protocol::EnrollRequest m;
+  m.rid = "r1";
+  m.csr = std::move(csr);
+  m.birth = Bytes{0x30, 0x00};
+  DeviceRequest r;
+  r.kind = kind;
+  r.device_id = "acme-000001";
+  r.payload = protocol::EncodeEnrollRequest(m);
+  return r;
+}
+
+TEST(CheckCsr, KeepsTheVerdictOfTheSelfSignatureCheck) {
+  auto key = pki::PrivateKey::Generate(pki::KeyType::kEcdsaP256);
+  ASSERT_TRUE(key.ok());
+  auto csr = pki::CreateCsr(*key, {.cn = "acme-000001"});
+  ASSERT_TRUE(csr.ok());
+
+  for (auto kind : {protocol::TopicKind::kEnrollReq, protocol::TopicKind::kCertReq}) {
+    DeviceRequest good = RequestWithCsr(kind, *csr);
+    std::thread([&] { CheckCsr(good); }).join();  // as on the thread pool
+    ASSERT_TRUE(good.csr.has_value());
+    ASSERT_TRUE(good.csr->ok()) << good.csr->error().ToString();
+    EXPECT_EQ((*good.csr)->subject.cn, "acme-000001");
+    EXPECT_EQ((*good.csr)->public_key_der, *key->PublicKeyDer());
+  }
+
+  Bytes forged = *csr;
+  forged[forged.size() - 3] ^= 0x01;  // inside the signature
+  DeviceRequest bad = RequestWithCsr(protocol::TopicKind::kEnrollReq, forged);
+  CheckCsr(bad);
+  ASSERT_TRUE(bad.csr.has_value());
+  EXPECT_FALSE(bad.csr->ok());
+
+  DeviceRequest junk = RequestWithCsr(protocol::TopicKind::kEnrollReq, Bytes{1, 2, 3});
+  CheckCsr(junk);
+  ASSERT_TRUE(junk.csr.has_value());
+  EXPECT_FALSE(junk.csr->ok());
+}
+
+TEST(CheckCsr, LeavesWhatHandleRefusesOrNeverChecks) {
+  DeviceRequest undecodable;
+  undecodable.kind = protocol::TopicKind::kEnrollReq;
+  undecodable.payload = Bytes{0xc1, 0xff, 0x00};
+  CheckCsr(undecodable);
+  EXPECT_FALSE(undecodable.csr.has_value());
+
+  DeviceRequest state = RequestWithCsr(protocol::TopicKind::kState, Bytes{1});
+  CheckCsr(state);
+  EXPECT_FALSE(state.csr.has_value());
+
+  DeviceRequest huge = RequestWithCsr(protocol::TopicKind::kEnrollReq,
+                                      Bytes(protocol::kMaxEnrollPayloadBytes, 0x30));
+  CheckCsr(huge);
+  EXPECT_FALSE(huge.csr.has_value());
 }
 
 }  // namespace

@@ -70,6 +70,7 @@ class Gateway {
   void OnMessage(const mqtt::Message& message);
   void ScheduleDrain();
   void Drain();
+  std::deque<DeviceRequest> TakeBatch();
   void HandleBatch(std::deque<DeviceRequest>& batch);
   void Publish(const Reply& reply);
   void MaybeFault(std::string_view point, bool enroll, bool renew);
