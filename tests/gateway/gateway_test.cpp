@@ -79,7 +79,7 @@ class GatewayTest : public testing::GatewayTestBase {
                                   {.name = "claimco", .model = "lock-1", .count = 3},
                                   {.name = "acme2", .model = "thermo-9", .count = 1},
                                   {.name = "agentco", .model = "thermo-2", .count = 1},
-                                  {.name = "simco", .model = "thermo-3", .count = 3},
+                                  {.name = "simco", .model = "thermo-3", .count = 400},
                                   {.name = "rogue", .model = "x", .count = 1, .trusted = false}}});
     // The rogue factory's CA is trusted by the broker's TLS but named nowhere in the policy.
     WriteFile(s.fx.trust,
@@ -513,17 +513,30 @@ TEST_F(GatewayTest, TheReferenceDeviceAgentEnrollsAndReportsItsState) {
   EXPECT_NE(gateway_.Log().find("enroll_ok device=agentco-000001"), std::string::npos);
 }
 
+// A storm: more requests than one batch (128) and than the gateway lets go unacknowledged
+// (256 answers), all arriving within a second or two.
 TEST_F(GatewayTest, SimulatedDevicesEnroll) {
   const auto& m = site().manufacturers.at("simco");
+  ASSERT_EQ(m.devices.size(), 400u);
   auto r = testing::RunCommand(
       {BinPath("edgetrust-device"), "--broker", "mqtts://127.0.0.1:" + std::to_string(site().port),
-       "--ca", site().site_ca_cert, "--simulate", "3", "--factory-out", m.devices_dir, "--state",
-       g_site->tmp / "sim-state", "--exit-after-enroll", "--duration", "60", "--quiet"},
-      90s);
+       "--ca", site().site_ca_cert, "--simulate", std::to_string(m.devices.size()), "--factory-out",
+       m.devices_dir, "--state", g_site->tmp / "sim-state", "--exit-after-enroll", "--duration",
+       "100", "--stagger-ms", "2", "--quiet"},
+      120s);
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  auto st = storage::Store::Open({.path = site().store, .read_only = true});
+  ASSERT_TRUE(st.ok()) << st.error().ToString();
+  auto txn = st->BeginRead();
+  ASSERT_TRUE(txn.ok());
   for (const auto& dev : m.devices) {
-    EXPECT_EQ(Stored(dev.id).state, storage::DeviceState::kActive) << dev.id;
+    auto d = storage::FindDevice(*txn, dev.id);
+    ASSERT_TRUE(d.ok() && d->has_value()) << dev.id;
+    EXPECT_EQ((*d)->state, storage::DeviceState::kActive) << dev.id;
   }
+  const std::string log = gateway_.Log();
+  EXPECT_EQ(log.find("request_failed"), std::string::npos) << log;
+  EXPECT_EQ(log.find("request_dropped"), std::string::npos) << log;
 }
 
 }  // namespace
