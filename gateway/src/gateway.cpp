@@ -280,10 +280,9 @@ std::deque<DeviceRequest> Gateway::TakeBatch() {
 // leave out a key it will never see again: checked on the loop, a fleet's one-off CSR keys
 // would fill the loop thread's cache (about 12 MiB) and push out the tables that pay there
 // (the site CA key that signs, the manufacturers' keys). So a batch's CSRs are checked on a
-// thread of their own whose cache is dropped after each. The loop waits for it: the gateway
-// never takes a second core from the broker in an enrollment storm (tried: verifying the next
-// batch while the loop handled this one starved the broker's TLS handshakes of 10,000
-// simulated devices into timeouts).
+// thread of their own whose cache is dropped after each. The loop waits for it, so the
+// gateway takes one core at most: in an enrollment storm the broker's TLS handshakes need the
+// other.
 static void CheckCsrs(std::deque<DeviceRequest>& batch) {
   if (std::none_of(batch.begin(), batch.end(),
                    [](const DeviceRequest& r) { return IsRequest(r.kind); })) {
