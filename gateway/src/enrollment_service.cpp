@@ -148,15 +148,27 @@ Result<Outcome> EnrollmentService::Handle(storage::WriteTxn& txn, const SiteAuth
     return Refuse(req, protocol::PeekRequestId(req.payload),
                   {protocol::kErrBadRequest, decoded.error().message});
   }
-  if (auto it = answers_.find(req.device_id);
-      it != answers_.end() && it->second.kind == req.kind && it->second.rid == decoded->rid) {
-    Outcome o = Granted(req, *decoded, authority, it->second.cert);
+  if (const Answer* answer = Find(req, decoded->rid)) {
+    Outcome o = Granted(req, *decoded, authority, answer->cert);
     o.event = req.kind == TopicKind::kEnrollReq ? "enroll_repeat" : "renew_repeat";
     o.fields = {{"device", req.device_id}, {"rid", decoded->rid}};
     return o;
   }
   return req.kind == TopicKind::kEnrollReq ? Enroll(txn, authority, req, now)
                                            : Renew(txn, authority, req, now);
+}
+
+const EnrollmentService::Answer* EnrollmentService::Find(const DeviceRequest& req,
+                                                        std::string_view rid) const {
+  auto it = answers_.find(req.device_id);
+  if (it == answers_.end() || it->second.kind != req.kind || it->second.rid != rid) return nullptr;
+  return &it->second;
+}
+
+bool EnrollmentService::Remembers(const DeviceRequest& req) const {
+  if (answers_.empty() || req.payload.size() > protocol::kMaxEnrollPayloadBytes) return false;
+  const std::string rid = protocol::PeekRequestId(req.payload);
+  return !rid.empty() && Find(req, rid) != nullptr;
 }
 
 void CheckCsr(DeviceRequest& request) {

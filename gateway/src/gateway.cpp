@@ -146,7 +146,7 @@ Status Gateway::Start() {
   mqtt::ClientCallbacks cb;
   cb.on_connect = [this](int reason) { OnConnect(reason); };
   cb.on_publish_ack = [this](int mid, int) {
-    if (unacked_.erase(mid) != 0 && unacked_.size() <= kMaxUnacked / 2 && !queue_.empty()) {
+    if (unacked_.erase(mid) != 0 && unacked_.size() == kMaxUnacked / 2 && !queue_.empty()) {
       ScheduleDrain();
     }
   };
@@ -244,7 +244,6 @@ void Gateway::OnMessage(const mqtt::Message& m) {
   const std::string key = QueueKey(r);
   if (auto it = queued_.find(key); it != queued_.end()) {
     *it->second = std::move(r);  // the newest ask of this device stands in for the older one
-    ScheduleDrain();
     return;
   }
   if (queue_.size() >= kMaxQueued) {
@@ -265,7 +264,29 @@ void Gateway::ScheduleDrain() {
                  0);
 }
 
-std::deque<DeviceRequest> Gateway::TakeBatch() {
+// wolfCrypt keeps a table cache per thread (pki::ReleaseThreadCaches) and cannot be told to
+// leave out a key it will never see again: checked on the loop, a fleet's one-off CSR keys
+// would fill the loop thread's cache (about 12 MiB) and push out the tables that pay there
+// (the site CA key that signs, the manufacturers' keys). So a batch's CSRs are checked on a
+// thread of their own whose cache is dropped after each. The loop waits for it, so the
+// gateway takes one core at most: in an enrollment storm the broker's TLS handshakes need the
+// other. Repeats answered from memory are not checked.
+static void CheckCsrs(std::deque<DeviceRequest>& batch, const EnrollmentService& service) {
+  std::vector<DeviceRequest*> unchecked;
+  for (DeviceRequest& r : batch) {
+    if (IsRequest(r.kind) && !service.Remembers(r)) unchecked.push_back(&r);
+  }
+  if (unchecked.empty()) return;
+  try {
+    std::thread([&unchecked] {
+      for (DeviceRequest* r : unchecked) CheckCsr(*r);
+    }).join();
+  } catch (const std::system_error&) {
+    // No thread: Handle checks each CSR itself, on the loop.
+  }
+}
+
+void Gateway::HandleNextBatch() {
   std::deque<DeviceRequest> batch;
   while (!queue_.empty() && batch.size() < kBatchSize) {
     DeviceRequest& r = queue_.front();
@@ -273,38 +294,15 @@ std::deque<DeviceRequest> Gateway::TakeBatch() {
     batch.push_back(std::move(r));
     queue_.pop_front();
   }
-  return batch;
-}
-
-// wolfCrypt keeps a table cache per thread (pki::ReleaseThreadCaches) and cannot be told to
-// leave out a key it will never see again: checked on the loop, a fleet's one-off CSR keys
-// would fill the loop thread's cache (about 12 MiB) and push out the tables that pay there
-// (the site CA key that signs, the manufacturers' keys). So a batch's CSRs are checked on a
-// thread of their own whose cache is dropped after each. The loop waits for it, so the
-// gateway takes one core at most: in an enrollment storm the broker's TLS handshakes need the
-// other.
-static void CheckCsrs(std::deque<DeviceRequest>& batch) {
-  if (std::none_of(batch.begin(), batch.end(),
-                   [](const DeviceRequest& r) { return IsRequest(r.kind); })) {
-    return;
-  }
-  try {
-    std::thread([&batch] {
-      for (DeviceRequest& r : batch) CheckCsr(r);
-    }).join();
-  } catch (const std::system_error&) {
-    // No thread: Handle checks each CSR itself, on the loop.
-  }
+  if (batch.empty()) return;
+  CheckCsrs(batch, service_);
+  HandleBatch(batch);
 }
 
 void Gateway::Drain() {
   drain_scheduled_ = false;
-  if (unacked_.size() >= kMaxUnacked) return;  // on_publish_ack drains again
-  std::deque<DeviceRequest> batch = TakeBatch();
-  if (!batch.empty()) {
-    CheckCsrs(batch);
-    HandleBatch(batch);
-  }
+  if (unacked_.size() >= kMaxUnacked) return;  // on_publish_ack drains again at half
+  HandleNextBatch();
   if (!queue_.empty()) ScheduleDrain();
 }
 
@@ -445,11 +443,7 @@ void Gateway::Shutdown() {
   log_.Info("gateway_stopping", {{"queued", std::to_string(queue_.size())}});
   // Finish what was accepted, here and now: answers go out before the DISCONNECT that Stop
   // queues (libmosquitto keeps them however many are unacknowledged).
-  while (!queue_.empty()) {
-    std::deque<DeviceRequest> batch = TakeBatch();
-    CheckCsrs(batch);
-    HandleBatch(batch);
-  }
+  while (!queue_.empty()) HandleNextBatch();
   stopping_ = true;
   if (client_) {
     client_->Stop();  // on_closed → FinishShutdown

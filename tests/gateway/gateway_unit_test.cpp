@@ -69,7 +69,7 @@ TEST(RateLimiter, BurstThenRefillPerKey) {
   EXPECT_EQ(r.size(), 0u);
 }
 
-// CheckCsr runs on libuv's thread pool, ahead of the transaction: it must leave exactly what
+// CheckCsr runs on a thread of the gateway's own, ahead of the transaction: it must leave exactly what
 // pki::ParseCsrDer says of the request's CSR, and leave alone what Handle refuses by itself.
 DeviceRequest RequestWithCsr(protocol::TopicKind kind, Bytes csr) {
   protocol::EnrollRequest m;
@@ -91,7 +91,7 @@ TEST(CheckCsr, KeepsTheVerdictOfTheSelfSignatureCheck) {
 
   for (auto kind : {protocol::TopicKind::kEnrollReq, protocol::TopicKind::kCertReq}) {
     DeviceRequest good = RequestWithCsr(kind, *csr);
-    std::thread([&] { CheckCsr(good); }).join();  // as on the thread pool
+    std::thread([&] { CheckCsr(good); }).join();  // as on the gateway's checking thread
     ASSERT_TRUE(good.csr.has_value());
     ASSERT_TRUE(good.csr->ok()) << good.csr->error().ToString();
     EXPECT_EQ((*good.csr)->subject.cn, "acme-000001");
@@ -126,6 +126,29 @@ TEST(CheckCsr, LeavesWhatHandleRefusesOrNeverChecks) {
                                       Bytes(protocol::kMaxEnrollPayloadBytes, 0x30));
   CheckCsr(huge);
   EXPECT_FALSE(huge.csr.has_value());
+}
+
+// A repeat answered from memory needs no CSR check; anything else does.
+TEST(EnrollmentService, RemembersOnlyTheSameDeviceKindAndRid) {
+  EnrollmentService service;
+  DeviceRequest req = RequestWithCsr(protocol::TopicKind::kEnrollReq, Bytes{1});
+  EXPECT_FALSE(service.Remembers(req));
+  service.Remember(req, "r1", Bytes{0x30, 0x00});
+  EXPECT_TRUE(service.Remembers(req));
+
+  DeviceRequest renewal = RequestWithCsr(protocol::TopicKind::kCertReq, Bytes{1});
+  EXPECT_FALSE(service.Remembers(renewal));
+  DeviceRequest other_device = req;
+  other_device.device_id = "acme-000002";
+  EXPECT_FALSE(service.Remembers(other_device));
+  protocol::EnrollRequest m = *protocol::DecodeEnrollRequest(req.payload);
+  m.rid = "r2";
+  DeviceRequest other_rid = req;
+  other_rid.payload = protocol::EncodeEnrollRequest(m);
+  EXPECT_FALSE(service.Remembers(other_rid));
+  DeviceRequest junk = req;
+  junk.payload = Bytes{0xc1};
+  EXPECT_FALSE(service.Remembers(junk));
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -69,6 +70,9 @@ class EnrollmentService {
 
   // Records a committed successful answer for (device, rid).
   void Remember(const DeviceRequest& request, const std::string& rid, const Bytes& cert);
+  // True when Handle will answer `request` from what was remembered (a repeat): its CSR need
+  // not be checked (CheckCsr).
+  bool Remembers(const DeviceRequest& request) const;
   size_t remembered() const { return answers_.size(); }
 
  private:
@@ -77,6 +81,7 @@ class EnrollmentService {
     std::string rid;
     Bytes cert;  // the answer is rebuilt from it (a third of the answer's size)
   };
+  const Answer* Find(const DeviceRequest& request, std::string_view rid) const;
   Result<Outcome> Enroll(storage::WriteTxn& txn, const SiteAuthority& authority,
                          const DeviceRequest& request, int64_t now);
   Result<Outcome> Renew(storage::WriteTxn& txn, const SiteAuthority& authority,

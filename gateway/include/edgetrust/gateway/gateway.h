@@ -70,7 +70,8 @@ class Gateway {
   void OnMessage(const mqtt::Message& message);
   void ScheduleDrain();
   void Drain();
-  std::deque<DeviceRequest> TakeBatch();
+  // Takes up to one batch off the queue and answers it (one write transaction).
+  void HandleNextBatch();
   void HandleBatch(std::deque<DeviceRequest>& batch);
   void Publish(const Reply& reply);
   void MaybeFault(std::string_view point, bool enroll, bool renew);
