@@ -19,7 +19,10 @@
 // MQTT v5) publish M 100-byte QoS 1 messages on et/{id}/up/telemetry, W unacknowledged each, and
 // one subscriber on the upstream (QoS 1) counts distinct messages. Rate = M / (first publish →
 // M-th distinct message at the upstream). Both site brokers get the same max_inflight_messages /
-// max_queued_messages (see kLimitsWhy below). Prints every run, the medians and A/B.
+// max_queued_messages (see kLimitsWhy below). Prints every run, the medians and A/B, and where
+// the CPU went: each process's user + system time over the run (/proc/PID/stat, all threads;
+// this process's own for the publishers and the upstream subscriber) per delivered message.
+// When every process shares a few cores, the rate is about cores / total CPU per message.
 #include <mosquitto.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -29,6 +32,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -93,6 +97,49 @@ std::string StatusField(pid_t pid, const std::string& field) {
   size_t s = v.find_first_not_of(" \t");
   return s == std::string::npos ? v : v.substr(s);
 }
+
+// User + system CPU seconds of a process so far, all its threads; -1 if unreadable.
+double ProcessCpuSeconds(pid_t pid) {
+  std::string stat = testing::ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  size_t p = stat.rfind(')');  // the command name may hold spaces and parentheses
+  if (p == std::string::npos) return -1;
+  // After the name: state (field 3) ... utime (14), stime (15).
+  const char* c = stat.c_str() + p + 1;
+  for (int field = 3; field <= 13; ++field) {
+    c = std::strchr(c + 1, ' ');
+    if (c == nullptr) return -1;
+  }
+  unsigned long long utime = 0, stime = 0;
+  if (std::sscanf(c, " %llu %llu", &utime, &stime) != 2) return -1;
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+double SelfCpuSeconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  auto s = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+  return s(ru.ru_utime) + s(ru.ru_stime);
+}
+
+// CPU microseconds per delivered message, by process, over one run.
+struct CpuSplit {
+  double site = 0, gateway = 0, upstream = 0, bench = 0;  // bench: publishers + upstream subscriber
+  double total() const { return site + gateway + upstream + bench; }
+};
+
+// CPU seconds of the processes of one run, read at its start and at its end.
+struct CpuSample {
+  double site = 0, gateway = 0, upstream = 0, bench = 0;
+  static CpuSample Take(pid_t site_pid, pid_t gateway_pid, pid_t upstream_pid) {
+    return {ProcessCpuSeconds(site_pid), gateway_pid > 0 ? ProcessCpuSeconds(gateway_pid) : 0,
+            ProcessCpuSeconds(upstream_pid), SelfCpuSeconds()};
+  }
+  CpuSplit PerMessageSince(const CpuSample& start, uint64_t messages) const {
+    const double us = 1e6 / static_cast<double>(std::max<uint64_t>(messages, 1));
+    return {(site - start.site) * us, (gateway - start.gateway) * us,
+            (upstream - start.upstream) * us, (bench - start.bench) * us};
+  }
+};
 
 double MedianOf(std::vector<double> v) {
   if (v.empty()) return 0;
@@ -407,8 +454,14 @@ struct Bench {
   }
 };
 
-// One throughput run. Returns delivered messages per second (0 on failure).
-double RunOnce(Bench& b, bool edgetrust, int round, uv_loop_t* loop,
+struct RunResult {
+  double rate = 0;  // delivered messages per second (0 on failure)
+  CpuSplit cpu;
+  double cpus_busy = 0;  // CPU seconds of all the run's processes per second of the run
+};
+
+// One throughput run.
+RunResult RunOnce(Bench& b, bool edgetrust, int round, uv_loop_t* loop,
                const std::vector<PublisherFleet::Device>& pubs) {
   const Flags& f = b.flags;
   const char* label = edgetrust ? "A edgetrust" : "B bridge   ";
@@ -443,6 +496,8 @@ double RunOnce(Bench& b, bool edgetrust, int round, uv_loop_t* loop,
                 fleet.connected(), pubs.size(), fleet.refused());
   }
 
+  const pid_t gateway_pid = edgetrust ? gateway.pid() : 0;
+  const CpuSample cpu0 = CpuSample::Take(broker.pid(), gateway_pid, upstream.pid());
   auto t0 = Clock::now();
   Clock::time_point t_acked{};
   fleet.Go();
@@ -451,8 +506,12 @@ double RunOnce(Bench& b, bool edgetrust, int round, uv_loop_t* loop,
     return counter.fresh() >= total;
   }, 600s);
   auto t1 = Clock::now();
+  const CpuSample cpu1 = CpuSample::Take(broker.pid(), gateway_pid, upstream.pid());
   double secs = Seconds(t1 - t0);
   bool complete = counter.fresh() >= total;
+  RunResult result;
+  result.cpu = cpu1.PerMessageSince(cpu0, total);
+  result.cpus_busy = result.cpu.total() * static_cast<double>(total) / 1e6 / secs;
   double rate = complete ? total / secs : 0;
   double ingest = t_acked != Clock::time_point{} ? total / Seconds(t_acked - t0) : 0;
 
@@ -467,6 +526,11 @@ double RunOnce(Bench& b, bool edgetrust, int round, uv_loop_t* loop,
               static_cast<unsigned long long>(counter.dupes()),
               static_cast<unsigned long long>(counter.stale()),
               static_cast<unsigned long long>(fleet.reconnects()), rss.c_str());
+  std::printf("      CPU per message: site broker %.0f us%s, upstream broker %.0f us, publishers + "
+              "upstream subscriber %.0f us, total %.0f us (%.2f CPUs busy)\n",
+              result.cpu.site,
+              edgetrust ? (", gateway " + std::to_string(std::lround(result.cpu.gateway)) + " us").c_str() : "",
+              result.cpu.upstream, result.cpu.bench, result.cpu.total(), result.cpus_busy);
   std::fflush(stdout);
 
   fleet.Stop();
@@ -475,7 +539,8 @@ double RunOnce(Bench& b, bool edgetrust, int round, uv_loop_t* loop,
   counter.Stop();
   broker.Stop();
   upstream.Stop();
-  return rate;
+  result.rate = rate;
+  return result;
 }
 
 Flags ParseFlags(int argc, char** argv) {
@@ -708,19 +773,56 @@ int Main(int argc, char** argv) {
   }
   uv_loop_t loop;
   uv_loop_init(&loop);
-  std::vector<double> a_rates, b_rates;
+  std::vector<RunResult> a_runs, b_runs;
   for (int r = 0; r < f.rounds; r++) {
-    if (f.run_a) a_rates.push_back(RunOnce(b, true, r, &loop, pubs));
-    if (f.run_b) b_rates.push_back(RunOnce(b, false, r, &loop, pubs));
+    if (f.run_a) a_runs.push_back(RunOnce(b, true, r, &loop, pubs));
+    if (f.run_b) b_runs.push_back(RunOnce(b, false, r, &loop, pubs));
   }
+  auto median = [](const std::vector<RunResult>& runs, auto field) {
+    std::vector<double> v;
+    for (const RunResult& run : runs) v.push_back(field(run));
+    return MedianOf(v);
+  };
+  auto rate_of = [](const RunResult& r) { return r.rate; };
   uv_run(&loop, UV_RUN_DEFAULT);
   int loop_close = uv_loop_close(&loop);
-  double ma = MedianOf(a_rates), mb = MedianOf(b_rates);
+  double ma = median(a_runs, rate_of), mb = median(b_runs, rate_of);
+  // Where the CPU went, medians over the rounds: with every process on the same few cores the
+  // rates follow the totals, and the site broker's and the gateway's shares show what the hop
+  // through the gateway costs against the bridge inside the broker.
+  auto cpu = [&](const std::vector<RunResult>& runs) {
+    CpuSplit c;
+    c.site = median(runs, [](const RunResult& r) { return r.cpu.site; });
+    c.gateway = median(runs, [](const RunResult& r) { return r.cpu.gateway; });
+    c.upstream = median(runs, [](const RunResult& r) { return r.cpu.upstream; });
+    c.bench = median(runs, [](const RunResult& r) { return r.cpu.bench; });
+    return c;
+  };
+  const CpuSplit ca = cpu(a_runs), cb = cpu(b_runs);
+  std::printf("CPU per delivered message (median of %d, microseconds; %ld CPUs online):\n",
+              f.rounds, sysconf(_SC_NPROCESSORS_ONLN));
+  std::printf("  %-22s %11s %8s %9s %22s %6s\n", "", "site broker", "gateway", "upstream",
+              "publishers+subscriber", "total");
+  if (!a_runs.empty()) {
+    std::printf("  %-22s %11.0f %8.0f %9.0f %22.0f %6.0f\n", "A edgetrust", ca.site, ca.gateway,
+                ca.upstream, ca.bench, ca.total());
+  }
+  if (!b_runs.empty()) {
+    std::printf("  %-22s %11.0f %8s %9.0f %22.0f %6.0f\n", "B mosquitto bridge", cb.site, "-",
+                cb.upstream, cb.bench, cb.total());
+  }
+  if (!a_runs.empty() && !b_runs.empty() && ca.total() > ca.gateway) {
+    std::printf("  A without the gateway's own CPU: %.0f us per message; B's total / that = %.2fx, "
+                "about what A/B would be with a gateway that cost nothing, as long as the site "
+                "broker delivers to it over MQTT (when the processes share the CPUs: see CPUs busy)\n",
+                ca.total() - ca.gateway, cb.total() / (ca.total() - ca.gateway));
+  }
   std::printf("throughput (median of %d): A edgetrust %.0f msg/s, B mosquitto bridge %.0f msg/s\n",
               f.rounds, ma, mb);
   std::printf("ratio A/B = %.2fx (goal >= 1.0x)\n", mb > 0 ? ma / mb : 0.0);
-  bool ok = loop_close == 0 && std::none_of(a_rates.begin(), a_rates.end(), [](double v) { return v == 0; }) &&
-            std::none_of(b_rates.begin(), b_rates.end(), [](double v) { return v == 0; });
+  auto failed = [](const RunResult& r) { return r.rate == 0; };
+  bool ok = loop_close == 0 && std::ranges::none_of(a_runs, failed) &&
+            std::ranges::none_of(b_runs, failed);
   if (f.keep) {
     std::string cmd = "cp -a " + b.tmp.path() + " " + b.tmp.path() + "-kept";
     std::printf("logs and configs copied to %s-kept (exit %d)\n", b.tmp.path().c_str(),
