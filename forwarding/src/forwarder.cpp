@@ -236,7 +236,7 @@ struct Forwarder::Impl {
     std::vector<Submission> work;
     std::vector<std::string> routes;  // per submission; empty: not routed
     std::vector<std::pair<std::string, uint64_t>> removing;
-    std::vector<std::function<void(Status)>> waiters;  // FlushAsync callers
+    std::vector<std::function<void(Status)>> waiters;  // WhenCommitted callers
     // Results, written by the worker.
     std::vector<Status> results;
     std::map<std::string, UpstreamCounters> delta;
@@ -352,10 +352,14 @@ struct Forwarder::Impl {
     }
   }
 
+  // What arrived during the commit goes when its batch is due (batch_delay after its first
+  // submission, or batch_max of them), not at once: chained back to back, commits ran as often as
+  // the disk allowed (380/s at 9k msg/s on the development VM), each costing the same page writes
+  // and fsync for fewer messages.
   void Committed(CommitJob& job) {
     if (committing == &job) committing = nullptr;
     if (!job.applied) Apply(job);
-    CommitSoon();  // what arrived meanwhile, at once: the fsync was the wait
+    if (!batch_timer.active() || batch.size() >= options.batch_max) CommitSoon();
   }
 
   // Commits everything batched before it returns (waiting for a running commit first). For a
@@ -377,16 +381,16 @@ struct Forwarder::Impl {
     return earlier.ok() ? job->failure : earlier;
   }
 
-  // `done` runs after the commit that holds everything submitted so far. False (and `done` is
-  // not called) when there is nothing to wait for.
-  bool FlushAsync(std::function<void(Status)> done) {
+  // `done` runs after the commit that holds everything submitted so far, when that batch is due
+  // (it does not hurry it). False (and `done` is not called) when there is nothing to wait for.
+  bool WhenCommitted(std::function<void(Status)> done) {
     if (!HasWork() && committing == nullptr) return false;
     if (batch.empty() && removals.empty() && committing != nullptr) {
       committing->waiters.push_back(std::move(done));  // what was submitted is in that one
       return true;
     }
     waiters.push_back(std::move(done));
-    CommitSoon();
+    ScheduleFlush();
     return true;
   }
 
@@ -643,8 +647,8 @@ Status Forwarder::ApplyPolicy(std::shared_ptr<const policies::Policy> policy) {
 
 Status Forwarder::Flush() { return impl_->Flush(); }
 
-bool Forwarder::FlushAsync(std::function<void(Status)> done) {
-  return impl_->FlushAsync(std::move(done));
+bool Forwarder::WhenCommitted(std::function<void(Status)> done) {
+  return impl_->WhenCommitted(std::move(done));
 }
 
 void Forwarder::CloseDevice(const std::string& device_id) {

@@ -497,7 +497,7 @@ mqtt::Received Gateway::OnReceived(uint64_t hold) {
   if (!forwarder_) return mqtt::Received::kAcknowledge;
   // Runs on the loop once the commit is done (never after the forwarder is gone; client_ goes
   // after it).
-  const bool waiting = forwarder_->FlushAsync([this, hold](Status st) {
+  const bool waiting = forwarder_->WhenCommitted([this, hold](Status st) {
     if (client_) client_->Resolve(hold, st.ok());
   });
   return waiting ? mqtt::Received::kLater : mqtt::Received::kAcknowledge;

@@ -256,30 +256,30 @@ TEST_F(MqttForwardingTest, FullQueueRefusesWhenPolicySaysSo) {
   EXPECT_EQ(got, (std::set<int>{0, 1, 2, 3}));
 }
 
-// Commits run on the thread pool. FlushAsync answers on the loop once what was submitted is in
+// Commits run on the thread pool. WhenCommitted answers on the loop once what was submitted is in
 // the outbox (the submissions' own callbacks first), never from inside the call, and says when
 // there is nothing to wait for; a blocking Flush waits for a running commit, then commits the rest.
 TEST_F(MqttForwardingTest, CommitsOffTheLoopAnswerOnceDurable) {
   CreateForwarder(MakePolicy({Hq(tmp_ / "edge.pass")}, {{"meters", "hq"}}));  // no broker: all stays
-  EXPECT_FALSE(forwarder_->FlushAsync([](Status) { ADD_FAILURE() << "nothing was waiting"; }));
+  EXPECT_FALSE(forwarder_->WhenCommitted([](Status) { ADD_FAILURE() << "nothing was waiting"; }));
   Submit("dev-1", "meters", "t", Payload("dev-1", 0), 1);
   int answered = 0, ok_then = -1;
   uint64_t queued_then = 0;
-  ASSERT_TRUE(forwarder_->FlushAsync([&](Status st) {
+  ASSERT_TRUE(forwarder_->WhenCommitted([&](Status st) {
     EXPECT_TRUE(st.ok());
     answered++;
     auto usage = forwarder_->QueueUsage("hq");
     queued_then = usage.ok() ? usage->count : 0;
     ok_then = ok_;
   }));
-  EXPECT_EQ(answered, 0) << "answered inside FlushAsync";
+  EXPECT_EQ(answered, 0) << "answered inside WhenCommitted";
   ASSERT_TRUE(RunUntil([&] { return answered == 1; }));
   EXPECT_EQ(queued_then, 1u) << "answered before the commit";
   EXPECT_EQ(ok_then, 1);
 
   Submit("dev-1", "meters", "t", Payload("dev-1", 1), 1);
   bool second = false;
-  ASSERT_TRUE(forwarder_->FlushAsync([&](Status st) { second = st.ok(); }));
+  ASSERT_TRUE(forwarder_->WhenCommitted([&](Status st) { second = st.ok(); }));
   Submit("dev-1", "meters", "t", Payload("dev-1", 2), 1);
   EXPECT_TRUE(forwarder_->Flush().ok());
   EXPECT_TRUE(second);

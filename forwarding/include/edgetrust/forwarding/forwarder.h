@@ -71,10 +71,12 @@ class Forwarder {
   // commit already running on the thread pool first); the submissions' `done` callbacks have run
   // when it returns. The error is the commit's (every batched `done` got it too).
   Status Flush();
-  // The same without blocking the loop: `done` runs on the loop once everything submitted so far
-  // is committed (or the commit failed), for a caller that may acknowledge its sources only once
-  // their messages are durable. Returns false, not calling `done`, when nothing is waiting.
-  bool FlushAsync(std::function<void(Status)> done);
+  // `done` runs on the loop once everything submitted so far is committed (or the commit failed),
+  // for a caller that may acknowledge its sources only once their messages are durable. It does
+  // not hurry the commit: that stays due batch_delay after the batch's first submission (or at
+  // batch_max), so a busy caller shares one fsync among many reads. Returns false, not calling
+  // `done`, when nothing is waiting.
+  bool WhenCommitted(std::function<void(Status)> done);
   // The device was revoked: its own cloud connections (per-device kinds) close now, and its
   // queued messages are re-read with its new state (not active: dropped for those kinds).
   void CloseDevice(const std::string& device_id);
