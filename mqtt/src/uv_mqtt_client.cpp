@@ -243,6 +243,12 @@ struct UvMqttClient::Impl {
   SocketWatch* watch = nullptr;
   CoalescingWriter* writer = nullptr;  // this connection's TLS write BIO, once connected
   bool read_more = false;
+  // Connected: what libmosquitto queued is written before the loop next polls, not after a
+  // round of asking the poll for writability (with libuv, two epoll_ctl calls to ask and two to
+  // stop asking, per burst of publishes). Only a socket that did not take everything
+  // (write_blocked) is watched for writability.
+  bool write_due = false;
+  bool write_blocked = false;
   // hold_acks: on_received answered kLater; nothing is read or written until Resolve.
   bool held = false;
   uint64_t last_hold = 0;  // held: the hold that is current
@@ -381,6 +387,7 @@ struct UvMqttClient::Impl {
       // This read's answers leave now, together: the loop may run other work (a request's
       // processing) before it next turns.
       if (writer != nullptr) writer->Flush();
+      write_blocked = rc == MOSQ_ERR_SUCCESS && mosquitto_want_write(mosq);
     }
     in_mosq--;
     if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_CONN_PENDING) lost_reason = rc;
@@ -391,6 +398,8 @@ struct UvMqttClient::Impl {
   // reading what TLS has already taken off the socket (the socket will not wake us for it).
   void OnDeferred() {
     uv_idle_stop(&deferred);
+    const bool write = write_due;
+    write_due = false;
     if (state != State::kConnected && state != State::kConnecting && state != State::kStopping) {
       return;
     }
@@ -411,8 +420,8 @@ struct UvMqttClient::Impl {
     const bool more = read_more && !held;
     read_more = false;
     if (writer != nullptr) writer->Flush();
-    if (more && !Handshaking()) {
-      Service(true, false);
+    if ((more || write) && !Handshaking()) {
+      Service(more, write);
       return;
     }
     Sync();
@@ -485,7 +494,16 @@ struct UvMqttClient::Impl {
     }
     const bool blocked = writer != nullptr && writer->blocked();
     if (held) return blocked ? UV_WRITABLE : 0;  // only what was written before the hold
-    return UV_READABLE | (mosquitto_want_write(mosq) || blocked ? UV_WRITABLE : 0);
+    // Connecting (the socket's writability says the TCP connect is done) and stopping: as
+    // libmosquitto asks. Connected: only when the socket did not take everything.
+    const bool wants = state == State::kConnected ? write_blocked : mosquitto_want_write(mosq);
+    return UV_READABLE | (wants || blocked ? UV_WRITABLE : 0);
+  }
+
+  // Connected, not held, and libmosquitto has queued something the socket was not asked to take.
+  bool WriteDue() const {
+    return state == State::kConnected && !held && !write_blocked && !Handshaking() &&
+           mosquitto_want_write(mosq);
   }
 
   void CloseWatch() {
@@ -535,12 +553,13 @@ struct UvMqttClient::Impl {
       SSL_set_read_ahead(ssl, 1);
       CoalescingWriter::Install(ssl, fd, &writer);
     }
+    write_due = write_due || WriteDue();
     int want = WantedEvents();
     if (want != watch->events) {
       watch->events = want;
       uv_poll_start(&watch->poll, want, &Impl::OnPoll);
     }
-    if (read_more || resolution != Resolution::kNone ||
+    if (read_more || write_due || resolution != Resolution::kNone ||
         (writer != nullptr && writer->pending() > 0 && !writer->blocked())) {
       uv_idle_start(&deferred, [](uv_idle_t* h) { static_cast<Impl*>(h->data)->OnDeferred(); });
     }
@@ -560,6 +579,7 @@ struct UvMqttClient::Impl {
 
   void ConnectionLost() {
     CloseWatch();
+    write_due = write_blocked = false;
     held = false;  // those acknowledgements die with the connection
     resolution = Resolution::kNone;
     if (state == State::kStopping) {

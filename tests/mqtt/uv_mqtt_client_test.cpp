@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -211,6 +212,59 @@ TEST_F(UvMqttClientTest, PlainRoundTripWithUserProperties) {
   EXPECT_EQ(p.last_disconnect, 0);
   EXPECT_TRUE(c->closed());
   EXPECT_FALSE(c->Publish("t/a/x", AsBytes("late")).ok());
+}
+
+// A burst far larger than the socket takes at once (40 x 1 MiB at QoS 0), published from inside
+// a callback, so libmosquitto only queues it and the loop writes it; the publisher reads
+// nothing, so no read of its own drives libmosquitto's writes. Once the socket is full the client
+// must watch it for writability and go on. Every message arrives whole and in order at a second
+// client, plain and over TLS.
+TEST_F(UvMqttClientTest, BurstLargerThanTheSocketTakesArrivesWhole) {
+  constexpr int kMessages = 40;
+  for (const bool tls : {false, true}) {
+    SCOPED_TRACE(tls ? "tls" : "plain");
+    const std::string id = tls ? "burst-tls" : "burst-plain";
+    Probe rp;
+    UvMqttClient* receiver = NewClient(Plain(id + "-receiver"), &rp);
+    ASSERT_TRUE(receiver->Start().ok());
+    ASSERT_TRUE(RunUntil([&] { return receiver->connected(); }));
+    SubscribeAndWait(receiver, &rp, id + "/#", 0);
+
+    UvMqttClient* publisher = nullptr;
+    int published = 0;
+    bool closed = false;
+    ClientCallbacks cb;
+    cb.on_connect = [&](int reason) {
+      if (reason != 0) return;
+      for (int i = 0; i < kMessages; ++i) {
+        std::string body(size_t{1} << 20, static_cast<char>('a' + i % 26));
+        std::memcpy(body.data(), &i, sizeof i);
+        if (publisher->Publish(id + "/" + std::to_string(i), AsBytes(body), 0).ok()) ++published;
+      }
+    };
+    cb.on_closed = [&] { closed = true; };
+    auto created = UvMqttClient::Create(&loop_, tls ? Tls(id) : Plain(id), std::move(cb));
+    ASSERT_TRUE(created.ok()) << created.error().ToString();
+    clients_.push_back(std::move(created).value());
+    publisher = clients_.back().get();
+    ASSERT_TRUE(publisher->Start().ok());
+
+    ASSERT_TRUE(RunUntil([&] { return rp.messages.size() == kMessages; }, 60s))
+        << rp.messages.size() << " of " << published << " messages arrived";
+    EXPECT_EQ(published, kMessages);
+    for (int i = 0; i < kMessages; ++i) {
+      const Message& m = rp.messages[static_cast<size_t>(i)];
+      EXPECT_EQ(m.topic, id + "/" + std::to_string(i));
+      ASSERT_EQ(m.payload.size(), size_t{1} << 20);
+      int n = -1;
+      std::memcpy(&n, m.payload.data(), sizeof n);
+      EXPECT_EQ(n, i);
+      EXPECT_EQ(m.payload.back(), static_cast<uint8_t>('a' + i % 26));
+    }
+    publisher->Stop();
+    receiver->Stop();
+    ASSERT_TRUE(RunUntil([&] { return closed && rp.closed; }));
+  }
 }
 
 TEST_F(UvMqttClientTest, MutualTlsRoundTripAndMessagesFromAnotherClient) {
