@@ -19,12 +19,82 @@
 #include <cstring>
 #include <mutex>
 #include <random>
+#include <vector>
+
+// glibc's own name for read(2), which our read() below must not call back into.
+extern "C" ssize_t __read(int fd, void* buf, size_t n);
 
 namespace edgetrust::mqtt {
 namespace {
 thread_local bool creating_client = false;  // inside our mosquitto_new, on this thread
+
+// libmosquitto reads a plain socket a few bytes at a time: a PUBACK costs three read(2) calls
+// (its type, its length, its two bytes), and the gateway reads one per message it forwards. While
+// ReadAvailable runs libmosquitto on a plain connection, this thread's reads of that socket are
+// served from the connection's PlainReader, which one read(2) fills with what the socket holds.
+// (TLS connections need none of this: OpenSSL reads ahead.)
+class PlainReader {
+ public:
+  static constexpr size_t kBytes = 16 << 10;
+
+  // The connection's socket for this read; a new socket drops what an old one left.
+  void Use(int fd) {
+    if (fd != fd_) {
+      fd_ = fd;
+      pos_ = end_ = 0;
+    }
+    drained_ = false;  // the poll said readable, or the loop is reading on
+  }
+  void Reset() { fd_ = -1, pos_ = end_ = 0, drained_ = false; }
+  int fd() const { return fd_; }
+  size_t buffered() const { return end_ - pos_; }
+  // Nothing buffered and the last read(2) took less than there was room for: the socket was
+  // empty then, and what arrives later wakes the poll.
+  bool drained() const { return buffered() == 0 && drained_; }
+
+  ssize_t Read(void* out, size_t n) {
+    if (buffered() == 0) {
+      if (drained_) {
+        errno = EAGAIN;
+        return -1;
+      }
+      if (n >= kBytes) return ReadSocket(out, n);  // a large payload goes straight to its place
+      if (buf_.empty()) buf_.resize(kBytes);
+      ssize_t got = ReadSocket(buf_.data(), buf_.size());
+      if (got <= 0) return got;
+      pos_ = 0;
+      end_ = static_cast<size_t>(got);
+    }
+    const size_t k = std::min(n, buffered());
+    std::memcpy(out, buf_.data() + pos_, k);
+    pos_ += k;
+    return static_cast<ssize_t>(k);
+  }
+
+ private:
+  ssize_t ReadSocket(void* out, size_t n) {
+    ssize_t got = __read(fd_, out, n);
+    drained_ = got >= 0 && static_cast<size_t>(got) < n;
+    return got;
+  }
+
+  int fd_ = -1;
+  std::vector<uint8_t> buf_;
+  size_t pos_ = 0, end_ = 0;
+  bool drained_ = false;
+};
+
+thread_local PlainReader* reading_plain = nullptr;  // inside ReadAvailable on a plain connection
 }  // namespace
 }  // namespace edgetrust::mqtt
+
+// The executable's read() interposes on libc's for libmosquitto, as socketpair() below does:
+// every other read, and every read outside ReadAvailable, goes to libc's as it is.
+extern "C" ssize_t read(int fd, void* buf, size_t n) {
+  edgetrust::mqtt::PlainReader* r = edgetrust::mqtt::reading_plain;
+  if (r == nullptr || r->fd() != fd) return __read(fd, buf, n);
+  return r->Read(buf, n);
+}
 
 // libmosquitto makes a socket pair per client to wake its own select() loop, and writes a byte to
 // it for every packet it queues. Driven from libuv, nobody reads it: after a few hundred packets
@@ -243,6 +313,7 @@ struct UvMqttClient::Impl {
   SocketWatch* watch = nullptr;
   CoalescingWriter* writer = nullptr;  // this connection's TLS write BIO, once connected
   bool read_more = false;
+  PlainReader plain_in;  // plain connections: what read(2) took that libmosquitto has not yet
   // Connected: what libmosquitto queued is written before the loop next polls, not after a
   // round of asking the poll for writability (with libuv, two epoll_ctl calls to ask and two to
   // stop asking, per burst of publishes). Only a socket that did not take everything
@@ -411,9 +482,9 @@ struct UvMqttClient::Impl {
         Abort();
         return;
       }
-      // What TLS already took off the socket will not wake the poll.
+      // What TLS or plain_in already took off the socket will not wake the poll.
       auto* ssl = static_cast<SSL*>(mosquitto_ssl_get(mosq));
-      read_more = ssl != nullptr && SSL_has_pending(ssl);
+      read_more = (ssl != nullptr && SSL_has_pending(ssl)) || plain_in.buffered() > 0;
       Service(false, true);  // writes the acknowledgements, and what waited behind them
       return;
     }
@@ -432,6 +503,12 @@ struct UvMqttClient::Impl {
   // then handled — and, with hold_acks, committed and acknowledged — together.
   int ReadAvailable() {
     int rc = MOSQ_ERR_SUCCESS;
+    // Callbacks run inside mosquitto_loop_read and may read another client: restore, not clear.
+    PlainReader* const outer = reading_plain;
+    if (mosquitto_ssl_get(mosq) == nullptr) {
+      plain_in.Use(mosquitto_socket(mosq));
+      reading_plain = &plain_in;
+    }
     for (int i = 0;; ++i) {
       rc = mosquitto_loop_read(mosq, 1);
       if (rc != MOSQ_ERR_SUCCESS) break;
@@ -439,7 +516,7 @@ struct UvMqttClient::Impl {
       if (fd < 0) break;
       auto* ssl = static_cast<SSL*>(mosquitto_ssl_get(mosq));
       if (ssl == nullptr) {
-        if (!BytesWaiting(fd)) break;
+        if (fd != plain_in.fd() || plain_in.drained()) break;
       } else if (SSL_pending(ssl) == 0) {
         // With read-ahead TLS keeps what one read(2) returned, and those bytes never wake the
         // poll again. Go on while they hold a whole record (SSL_peek decrypts it, no system
@@ -460,12 +537,13 @@ struct UvMqttClient::Impl {
         }
       }
       if (i + 1 == kMaxPacketsPerRead) {
-        // The other connections' turn. What TLS holds would not wake the poll: read on
-        // before the loop next waits.
-        read_more = ssl != nullptr;
+        // The other connections' turn. What TLS or plain_in holds would not wake the poll: read
+        // on before the loop next waits.
+        read_more = ssl != nullptr || plain_in.buffered() > 0;
         break;
       }
     }
+    reading_plain = outer;
     return rc;
   }
 
@@ -579,6 +657,7 @@ struct UvMqttClient::Impl {
 
   void ConnectionLost() {
     CloseWatch();
+    plain_in.Reset();
     write_due = write_blocked = false;
     held = false;  // those acknowledgements die with the connection
     resolution = Resolution::kNone;
