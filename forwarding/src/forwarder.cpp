@@ -74,6 +74,7 @@ struct Forwarder::Impl {
   std::unordered_set<std::string> devices_looked_up;
 
   internal::UvTimer batch_timer;
+  bool batch_due = false;  // the batch timer fired while a commit ran
   internal::UvTimer retry_timer;
   internal::UvTimer housekeeping_timer;
 
@@ -83,7 +84,10 @@ struct Forwarder::Impl {
         store(s),
         policy(std::move(p)),
         options(std::move(o)),
-        batch_timer(l, [this] { CommitSoon(); }),
+        batch_timer(l, [this] {
+          batch_due = true;
+          CommitSoon();
+        }),
         retry_timer(l, [this] { PumpAll(); }),
         housekeeping_timer(l, [this] { Housekeeping(); }) {}
 
@@ -313,6 +317,7 @@ struct Forwarder::Impl {
   // Takes the batch, the removals and the waiters into a job; routes resolved here, on the loop.
   std::unique_ptr<CommitJob> TakeJob() {
     batch_timer.Stop();
+    batch_due = false;
     auto job = std::make_unique<CommitJob>();
     job->store = store;
     job->policy = policy;
@@ -359,7 +364,7 @@ struct Forwarder::Impl {
   void Committed(CommitJob& job) {
     if (committing == &job) committing = nullptr;
     if (!job.applied) Apply(job);
-    if (!batch_timer.active() || batch.size() >= options.batch_max) CommitSoon();
+    if (batch_due || batch.size() >= options.batch_max) CommitSoon();
   }
 
   // Commits everything batched before it returns (waiting for a running commit first). For a

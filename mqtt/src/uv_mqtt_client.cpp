@@ -72,9 +72,11 @@ class PlainReader {
   }
 
  private:
+  // A short read or EAGAIN: the socket is empty for now (libmosquitto takes EAGAIN as "no more",
+  // and would otherwise be asked again and again by ReadAvailable).
   ssize_t ReadSocket(void* out, size_t n) {
     ssize_t got = __read(fd_, out, n);
-    drained_ = got >= 0 && static_cast<size_t>(got) < n;
+    drained_ = got >= 0 ? static_cast<size_t>(got) < n : errno == EAGAIN || errno == EWOULDBLOCK;
     return got;
   }
 
@@ -658,7 +660,7 @@ struct UvMqttClient::Impl {
   void ConnectionLost() {
     CloseWatch();
     plain_in.Reset();
-    write_due = write_blocked = false;
+    read_more = write_due = write_blocked = false;
     held = false;  // those acknowledgements die with the connection
     resolution = Resolution::kNone;
     if (state == State::kStopping) {
