@@ -33,8 +33,8 @@ int main(int argc, char** argv) {
   edgetrust::mqtt::RaiseDescriptorLimit(UINT64_MAX);
   // glibc hands the free top of a heap back to the kernel once it passes 128 KiB. Each CSR
   // check allocates and frees about 1.6 MiB of wolfCrypt point tables on the checking thread
-  // (see Gateway::Drain), so at that threshold every check grew and shrank the heap: page
-  // faults and sysmalloc were 75 % of the gateway's CPU in an enrollment storm. Keep up to
+  // (see CheckCsrs in gateway.cpp), so at that threshold every check grew and shrank the heap:
+  // page faults and sysmalloc were 75 % of the gateway's CPU in an enrollment storm. Keep up to
   // 4 MiB; the idle housekeeping's malloc_trim still returns it all.
   mallopt(M_TRIM_THRESHOLD, 4 << 20);
 
