@@ -9,6 +9,7 @@
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <pthread.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -16,13 +17,17 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <random>
 #include <vector>
 
-// glibc's own name for read(2), which our read() below must not call back into.
+// glibc's own names for read(2), write(2) and close(2), which our read(), write() and close()
+// below must not call back into.
 extern "C" ssize_t __read(int fd, void* buf, size_t n);
+extern "C" ssize_t __write(int fd, const void* buf, size_t n);
+extern "C" int __close(int fd);
 
 namespace edgetrust::mqtt {
 namespace {
@@ -145,20 +150,23 @@ void InitLibraryOnce() {
   std::call_once(once, [] { mosquitto_lib_init(); });
 }
 
-// TLS records waiting to be written are capped here; beyond it SSL_write reports "would
-// block" and libmosquitto keeps its packets queued, as it does when the socket is full.
+// Bytes waiting to be written are capped here; beyond it a write reports "would block" and
+// libmosquitto keeps its packets queued, as it does when the socket is full.
 constexpr size_t kMaxCoalescedBytes = size_t{256} << 10;
 
-// libmosquitto writes every packet with its own SSL_write, each going straight to write(2):
-// under load, one system call per acknowledgement and per publish. Once a TLS connection is
-// up, its write BIO is replaced by this one, which keeps the records and writes them together
-// when the loop is about to look for I/O again (UvMqttClient::Impl's `deferred` idle handle),
-// or at the latest when libmosquitto frees the connection (a DISCONNECT, a close_notify).
+// libmosquitto writes every packet with its own write(2) (plain) or SSL_write (TLS, each going
+// straight to write(2)): under load, one system call per acknowledgement and per publish, and on
+// loopback each one also pays for the receiving side's TCP processing and wake-up. Once a
+// connection is up its writes are kept here and written together when the loop is about to look
+// for I/O again (UvMqttClient::Impl's `deferred` idle handle), or at the latest when libmosquitto
+// lets go of the connection. A TLS connection's write BIO is replaced by one; a plain connection's
+// write(2) calls on this thread come here through the executable's write() below, and its close()
+// gives the writer a last chance to write.
 class CoalescingWriter {
  public:
   // Installs a writer on `ssl` (whose current write BIO goes); nullptr on failure, and the
   // connection then just keeps writing directly.
-  static CoalescingWriter* Install(SSL* ssl, int fd, CoalescingWriter** slot) {
+  static CoalescingWriter* InstallTls(SSL* ssl, int fd, CoalescingWriter** slot) {
     BIO* bio = BIO_new(Method());
     if (bio == nullptr) return nullptr;
     auto* w = new CoalescingWriter(bio, fd, slot);
@@ -168,7 +176,13 @@ class CoalescingWriter {
     *slot = w;
     return w;
   }
-  bool WritesFor(SSL* ssl) const { return SSL_get_wbio(ssl) == bio_; }
+  // Takes this thread's write(2) calls on the plain socket `fd` until it is closed.
+  static CoalescingWriter* InstallPlain(int fd, CoalescingWriter** slot);
+  // Whether this is the writer of the connection on `fd` (TLS: of `ssl`).
+  bool WritesFor(SSL* ssl, int fd) const {
+    return ssl != nullptr ? bio_ != nullptr && SSL_get_wbio(ssl) == bio_
+                          : bio_ == nullptr && fd_ == fd;
+  }
 
   size_t pending() const { return buf_.size() - sent_; }
   // The socket took less than was pending: wait for it to be writable.
@@ -200,6 +214,39 @@ class CoalescingWriter {
     return !failed_;
   }
 
+  // libmosquitto's write of `len` bytes: all taken, or -1 with errno set (EAGAIN: would block,
+  // libmosquitto keeps the packet queued and tries again when the socket is writable).
+  ssize_t Take(const char* data, size_t len) {
+    if (closing_) {
+      if (!Flush()) {
+        errno = EPIPE;
+        return -1;
+      }
+      if (pending() > 0) {
+        errno = EAGAIN;
+        return -1;
+      }
+      return Send(data, len);
+    }
+    if (pending() >= kMaxCoalescedBytes) {
+      Flush();
+      if (pending() >= kMaxCoalescedBytes) {
+        errno = EAGAIN;
+        return -1;
+      }
+    }
+    if (sent_ > 0 && sent_ >= buf_.size() / 2) {
+      buf_.erase(0, sent_);
+      sent_ = 0;
+    }
+    buf_.append(data, len);
+    return static_cast<ssize_t>(len);
+  }
+
+  // The connection is going (its SSL freed, its plain socket closed): a last write of what is
+  // pending, then the writer goes.
+  void Release();
+
  private:
   CoalescingWriter(BIO* bio, int fd, CoalescingWriter** slot) : bio_(bio), fd_(fd), slot_(slot) {}
 
@@ -228,30 +275,9 @@ class CoalescingWriter {
     BIO_clear_retry_flags(bio);
     auto* self = static_cast<CoalescingWriter*>(BIO_get_data(bio));
     if (self == nullptr || len < 0) return -1;
-    if (self->closing_) {
-      if (!self->Flush()) return -1;
-      if (self->pending() > 0) {
-        BIO_set_retry_write(bio);
-        return -1;
-      }
-      ssize_t n = self->Send(data, static_cast<size_t>(len));
-      if (n >= 0) return static_cast<int>(n);
-      if (errno == EAGAIN || errno == EWOULDBLOCK) BIO_set_retry_write(bio);
-      return -1;
-    }
-    if (self->pending() >= kMaxCoalescedBytes) {
-      self->Flush();
-      if (self->pending() >= kMaxCoalescedBytes) {
-        BIO_set_retry_write(bio);
-        return -1;
-      }
-    }
-    if (self->sent_ > 0 && self->sent_ >= self->buf_.size() / 2) {
-      self->buf_.erase(0, self->sent_);
-      self->sent_ = 0;
-    }
-    self->buf_.append(data, static_cast<size_t>(len));
-    return len;
+    const ssize_t n = self->Take(data, static_cast<size_t>(len));
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) BIO_set_retry_write(bio);
+    return static_cast<int>(n);
   }
 
   static long Ctrl(BIO* bio, int cmd, long, void*) {
@@ -275,14 +301,12 @@ class CoalescingWriter {
     auto* self = static_cast<CoalescingWriter*>(BIO_get_data(bio));
     if (self == nullptr) return 1;
     // libmosquitto frees the SSL just before it closes the socket: last chance to write.
-    self->Flush();
-    if (*self->slot_ == self) *self->slot_ = nullptr;
-    delete self;
     BIO_set_data(bio, nullptr);
+    self->Release();
     return 1;
   }
 
-  BIO* bio_;
+  BIO* bio_;  // TLS; nullptr for a plain connection
   int fd_;
   CoalescingWriter** slot_;  // the owner's pointer to us, cleared when we go
   std::string buf_;
@@ -292,7 +316,79 @@ class CoalescingWriter {
   bool failed_ = false;
 };
 
+// This thread's plain writers by socket. Plain old data on purpose: write() and close() may run
+// on a thread after its C++ thread_local objects are gone.
+thread_local CoalescingWriter** plain_writers = nullptr;
+thread_local size_t plain_writer_slots = 0;
+thread_local size_t plain_writer_count = 0;
+
+CoalescingWriter* PlainWriterFor(int fd) {
+  if (plain_writer_count == 0 || fd < 0 || static_cast<size_t>(fd) >= plain_writer_slots) {
+    return nullptr;
+  }
+  return plain_writers[fd];
+}
+
+CoalescingWriter* CoalescingWriter::InstallPlain(int fd, CoalescingWriter** slot) {
+  if (fd < 0 || PlainWriterFor(fd) != nullptr) return nullptr;
+  static std::once_flag atfork;
+  std::call_once(atfork, [] {
+    // A forked child must not write its copy of a parent's pending bytes into the shared
+    // socket when it closes its copy of the descriptor: it forgets every writer.
+    pthread_atfork(nullptr, nullptr, [] {
+      plain_writers = nullptr;
+      plain_writer_slots = plain_writer_count = 0;
+    });
+  });
+  const size_t need = static_cast<size_t>(fd) + 1;
+  if (need > plain_writer_slots) {
+    const size_t slots = std::max<size_t>({need, plain_writer_slots * 2, 64});
+    auto** grown = static_cast<CoalescingWriter**>(
+        std::realloc(static_cast<void*>(plain_writers), slots * sizeof(CoalescingWriter*)));
+    if (grown == nullptr) return nullptr;
+    std::fill(grown + plain_writer_slots, grown + slots, nullptr);
+    plain_writers = grown;
+    plain_writer_slots = slots;
+  }
+  auto* w = new CoalescingWriter(nullptr, fd, slot);
+  plain_writers[fd] = w;
+  plain_writer_count++;
+  *slot = w;
+  return w;
+}
+
+void CoalescingWriter::Release() {
+  Flush();
+  if (bio_ == nullptr && PlainWriterFor(fd_) == this) {
+    plain_writers[fd_] = nullptr;
+    if (--plain_writer_count == 0) {
+      std::free(static_cast<void*>(plain_writers));
+      plain_writers = nullptr;
+      plain_writer_slots = 0;
+    }
+  }
+  if (*slot_ == this) *slot_ = nullptr;
+  delete this;
+}
+
 }  // namespace
+}  // namespace edgetrust::mqtt
+
+// The executable's write() and close() interpose on libc's for libmosquitto, as read() above
+// does: only a plain connection's socket, on the thread whose loop drives it, goes to its
+// CoalescingWriter; every other descriptor, and every other thread, goes to libc's as it is.
+extern "C" ssize_t write(int fd, const void* buf, size_t n) {
+  edgetrust::mqtt::CoalescingWriter* w = edgetrust::mqtt::PlainWriterFor(fd);
+  if (w == nullptr) return __write(fd, buf, n);
+  return w->Take(static_cast<const char*>(buf), n);
+}
+
+extern "C" int close(int fd) {
+  if (edgetrust::mqtt::CoalescingWriter* w = edgetrust::mqtt::PlainWriterFor(fd)) w->Release();
+  return __close(fd);
+}
+
+namespace edgetrust::mqtt {
 
 // One poll handle per socket: libmosquitto replaces the socket on every reconnect, and a uv_poll_t
 // cannot change its fd, so each socket gets its own watch, closed when the socket goes.
@@ -313,7 +409,7 @@ struct UvMqttClient::Impl {
   uv_timer_t retry;  // one-shot: back-off before reconnect; stop grace
   uv_idle_t deferred;  // armed while coalesced records wait or TLS holds unread bytes
   SocketWatch* watch = nullptr;
-  CoalescingWriter* writer = nullptr;  // this connection's TLS write BIO, once connected
+  CoalescingWriter* writer = nullptr;  // this connection's writes, once connected
   bool read_more = false;
   PlainReader plain_in;  // plain connections: what read(2) took that libmosquitto has not yet
   // Connected: what libmosquitto queued is written before the loop next polls, not after a
@@ -627,11 +723,14 @@ struct UvMqttClient::Impl {
       watch = w;
     }
     auto* ssl = static_cast<SSL*>(mosquitto_ssl_get(mosq));
-    if (state == State::kConnected && ssl != nullptr && !SSL_in_init(ssl) &&
-        (writer == nullptr || !writer->WritesFor(ssl))) {
-      // TLS is up: from now on read as much as the socket has at once, and write coalesced.
-      SSL_set_read_ahead(ssl, 1);
-      CoalescingWriter::Install(ssl, fd, &writer);
+    if (state == State::kConnected && (writer == nullptr || !writer->WritesFor(ssl, fd))) {
+      if (ssl == nullptr) {
+        CoalescingWriter::InstallPlain(fd, &writer);  // from now on write coalesced
+      } else if (!SSL_in_init(ssl)) {
+        // TLS is up: from now on read as much as the socket has at once, and write coalesced.
+        SSL_set_read_ahead(ssl, 1);
+        CoalescingWriter::InstallTls(ssl, fd, &writer);
+      }
     }
     write_due = write_due || WriteDue();
     int want = WantedEvents();

@@ -4,6 +4,8 @@
 #include "edgetrust/mqtt/uv_mqtt_client.h"
 
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -320,6 +322,89 @@ TEST_F(UvMqttClientTest, PlainReadsTakeWhatTheSocketHolds) {
   ASSERT_TRUE(RunUntil([&] { return rp.messages.size() == kMessages + 1; }));
   EXPECT_EQ(rp.messages.back().payload.size(), big.size());
   EXPECT_LT(ReadCalls() - reads_before_big, 100u);
+}
+
+// write(2) calls this process made so far (all threads; send(2) is not one of them).
+uint64_t WriteCalls() {
+  std::string io = edgetrust::testing::ReadFile("/proc/self/io");
+  size_t p = io.find("syscw:");
+  return p == std::string::npos ? 0 : std::stoull(io.substr(p + 6));
+}
+
+// This process's TCP sockets connected to `port` on 127.0.0.1, each with the segments it sent.
+std::map<int, uint32_t> SegmentsSentTo(int port) {
+  std::map<int, uint32_t> out;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    const int fd = std::stoi(e.path().filename().string());
+    sockaddr_in peer{};
+    socklen_t len = sizeof peer;
+    if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0 || peer.sin_family != AF_INET ||
+        ntohs(peer.sin_port) != port) {
+      continue;
+    }
+    // glibc's tcp_info stops at tcpi_total_retrans; Linux (4.2+) goes on with these.
+    struct {
+      tcp_info base;
+      uint64_t pacing_rate, max_pacing_rate, bytes_acked, bytes_received;
+      uint32_t segs_out, segs_in;
+    } info{};
+    len = sizeof info;
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0 && len == sizeof info) {
+      out[fd] = info.segs_out;
+    }
+  }
+  return out;
+}
+
+// libmosquitto writes each packet with its own write(2) (TCP_NODELAY: on a real uplink, often a
+// packet on the wire per message). What a plain connection is given to send in one turn of the
+// loop goes out together: 2000 publishes made one after another, outside any callback, cost no
+// write(2) per message and leave in a few segments, whole and in order; and a DISCONNECT right
+// after a publish does not lose that publish.
+TEST_F(UvMqttClientTest, PlainWritesGoOutTogether) {
+  constexpr int kMessages = 2000;
+  Probe rp;
+  UvMqttClient* receiver = NewClient(Plain("together-receiver"), &rp);
+  ASSERT_TRUE(receiver->Start().ok());
+  ASSERT_TRUE(RunUntil([&] { return receiver->connected(); }));
+  SubscribeAndWait(receiver, &rp, "together/#", 0);
+  const std::map<int, uint32_t> before_publisher = SegmentsSentTo(plain_port_);
+
+  Probe pp;
+  UvMqttClient* publisher = NewClient(Plain("together-publisher"), &pp);
+  ASSERT_TRUE(publisher->Start().ok());
+  ASSERT_TRUE(RunUntil([&] { return publisher->connected(); }));
+  int fd = -1;
+  uint32_t segments_before = 0;
+  for (const auto& [f, segs] : SegmentsSentTo(plain_port_)) {
+    if (!before_publisher.count(f)) fd = f, segments_before = segs;
+  }
+  ASSERT_GE(fd, 0) << "the publisher's socket";
+
+  const uint64_t writes_before = WriteCalls();
+  for (int i = 0; i < kMessages; ++i) {
+    ASSERT_TRUE(publisher->Publish("together/" + std::to_string(i), AsBytes(std::to_string(i)), 0).ok());
+  }
+  ASSERT_TRUE(RunUntil([&] { return rp.messages.size() == kMessages; }, 30s))
+      << rp.messages.size() << " of " << kMessages << " arrived";
+  const uint64_t writes = WriteCalls() - writes_before;
+  const uint32_t segments = SegmentsSentTo(plain_port_).at(fd) - segments_before;
+  // One write(2) per packet: 2000 of them, which Linux's autocorking still sent as 24-38
+  // segments here. Together: no write(2) (one send(2)), 2 segments; QoS 0, so the broker sends
+  // nothing back that the publisher's TCP would acknowledge with segments of its own.
+  EXPECT_LT(writes, 100u) << writes << " write(2) calls";
+  EXPECT_LE(segments, 10u) << segments << " TCP segments";
+  for (int i = 0; i < kMessages; ++i) {
+    const Message& m = rp.messages[static_cast<size_t>(i)];
+    ASSERT_EQ(m.topic, "together/" + std::to_string(i));
+    ASSERT_EQ(std::string(m.payload.begin(), m.payload.end()), std::to_string(i));
+  }
+
+  ASSERT_TRUE(publisher->Publish("together/last", AsBytes("last"), 0).ok());
+  publisher->Stop();
+  ASSERT_TRUE(RunUntil([&] { return pp.closed && rp.messages.size() == kMessages + 1; }))
+      << "the publish before the DISCONNECT arrived: " << (rp.messages.size() == kMessages + 1);
+  EXPECT_EQ(pp.last_disconnect, 0);
 }
 
 TEST_F(UvMqttClientTest, MutualTlsRoundTripAndMessagesFromAnotherClient) {
