@@ -16,10 +16,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <new>
 #include <random>
 #include <vector>
 
@@ -184,6 +186,7 @@ class CoalescingWriter {
                           : bio_ == nullptr && fd_ == fd;
   }
 
+  bool tls() const { return bio_ != nullptr; }
   size_t pending() const { return buf_.size() - sent_; }
   // The socket took less than was pending: wait for it to be writable.
   bool blocked() const { return blocked_; }
@@ -204,6 +207,7 @@ class CoalescingWriter {
         break;
       } else {
         failed_ = true;
+        error_ = n == 0 ? EPIPE : errno;
       }
     }
     if (sent_ == buf_.size() || failed_) {
@@ -216,10 +220,16 @@ class CoalescingWriter {
 
   // libmosquitto's write of `len` bytes: all taken, or -1 with errno set (EAGAIN: would block,
   // libmosquitto keeps the packet queued and tries again when the socket is writable).
+  // Once a send has failed every write fails as the socket's own would have, so that
+  // libmosquitto drops the connection now instead of reporting writes that went nowhere.
   ssize_t Take(const char* data, size_t len) {
+    if (failed_) {
+      errno = error_;
+      return -1;
+    }
     if (closing_) {
       if (!Flush()) {
-        errno = EPIPE;
+        errno = error_;
         return -1;
       }
       if (pending() > 0) {
@@ -229,17 +239,25 @@ class CoalescingWriter {
       return Send(data, len);
     }
     if (pending() >= kMaxCoalescedBytes) {
-      Flush();
+      if (!Flush()) {
+        errno = error_;
+        return -1;
+      }
       if (pending() >= kMaxCoalescedBytes) {
         errno = EAGAIN;
         return -1;
       }
     }
-    if (sent_ > 0 && sent_ >= buf_.size() / 2) {
-      buf_.erase(0, sent_);
-      sent_ = 0;
+    try {  // called from C (libmosquitto, OpenSSL): nothing may be thrown through it
+      if (sent_ > 0 && sent_ >= buf_.size() / 2) {
+        buf_.erase(0, sent_);
+        sent_ = 0;
+      }
+      buf_.append(data, len);
+    } catch (const std::bad_alloc&) {
+      errno = ENOMEM;
+      return -1;
     }
-    buf_.append(data, len);
     return static_cast<ssize_t>(len);
   }
 
@@ -314,6 +332,7 @@ class CoalescingWriter {
   bool blocked_ = false;
   bool closing_ = false;
   bool failed_ = false;
+  int error_ = EPIPE;  // failed_: why
 };
 
 // This thread's plain writers by socket. Plain old data on purpose: write() and close() may run
@@ -342,13 +361,19 @@ CoalescingWriter* CoalescingWriter::InstallPlain(int fd, CoalescingWriter** slot
   });
   const size_t need = static_cast<size_t>(fd) + 1;
   if (need > plain_writer_slots) {
+    // A signal handler's write() may look at the table at any moment (libuv's does): the new
+    // table is complete before it is seen, and the old one goes only once it no longer can be.
     const size_t slots = std::max<size_t>({need, plain_writer_slots * 2, 64});
-    auto** grown = static_cast<CoalescingWriter**>(
-        std::realloc(static_cast<void*>(plain_writers), slots * sizeof(CoalescingWriter*)));
+    auto** grown = static_cast<CoalescingWriter**>(std::malloc(slots * sizeof(CoalescingWriter*)));
     if (grown == nullptr) return nullptr;
-    std::fill(grown + plain_writer_slots, grown + slots, nullptr);
+    std::fill(grown, grown + slots, nullptr);
+    if (plain_writer_slots > 0) std::copy(plain_writers, plain_writers + plain_writer_slots, grown);
+    CoalescingWriter** const old = plain_writers;
     plain_writers = grown;
+    std::atomic_signal_fence(std::memory_order_seq_cst);
     plain_writer_slots = slots;
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    std::free(static_cast<void*>(old));
   }
   auto* w = new CoalescingWriter(nullptr, fd, slot);
   plain_writers[fd] = w;
@@ -362,9 +387,12 @@ void CoalescingWriter::Release() {
   if (bio_ == nullptr && PlainWriterFor(fd_) == this) {
     plain_writers[fd_] = nullptr;
     if (--plain_writer_count == 0) {
-      std::free(static_cast<void*>(plain_writers));
-      plain_writers = nullptr;
+      CoalescingWriter** const old = plain_writers;
       plain_writer_slots = 0;
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+      plain_writers = nullptr;
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+      std::free(static_cast<void*>(old));
     }
   }
   if (*slot_ == this) *slot_ = nullptr;
@@ -803,6 +831,7 @@ struct UvMqttClient::Impl {
       rc = mosquitto_connect_bind_async(mosq, options.host.c_str(), options.port,
                                         options.keepalive, nullptr);
     } else {
+      ReleasePlainWriter();  // the stale socket's, before libmosquitto closes it
       rc = mosquitto_reconnect_async(mosq);
     }
     in_mosq--;
@@ -906,6 +935,7 @@ struct UvMqttClient::Impl {
     state = State::kClosed;
     // No poll handle watches the socket any more: safe to let libmosquitto close it.
     if (mosq) {
+      ReleasePlainWriter();
       mosquitto_destroy(mosq);
       mosq = nullptr;
     }
@@ -917,7 +947,15 @@ struct UvMqttClient::Impl {
   }
 
   ~Impl() {
+    ReleasePlainWriter();
     if (mosq) mosquitto_destroy(mosq);
+  }
+
+  // A plain connection's writer otherwise goes when the socket is closed on this thread; let it
+  // go (writing what it holds) before libmosquitto closes the socket, so that it never outlives
+  // this connection whichever thread the close comes from.
+  void ReleasePlainWriter() {
+    if (writer != nullptr && !writer->tls()) writer->Release();
   }
 };
 
@@ -1047,6 +1085,28 @@ void UvMqttClient::Resolve(uint64_t hold, bool acknowledge) {
   impl_->Sync();
 }
 
+namespace {
+// What a failed publish, subscribe or unsubscribe says: the request itself can never go
+// (kInvalidArgument: a caller such as the forwarder drops it), or the connection failed under it
+// (kUnavailable: try again once connected). libmosquitto writes outside its callbacks at once,
+// so a socket that failed shows up here as MOSQ_ERR_ERRNO or MOSQ_ERR_CONN_LOST.
+ErrorCode CodeFor(int rc) {
+  switch (rc) {
+    case MOSQ_ERR_INVAL:
+    case MOSQ_ERR_PAYLOAD_SIZE:
+    case MOSQ_ERR_MALFORMED_UTF8:
+    case MOSQ_ERR_QOS_NOT_SUPPORTED:
+    case MOSQ_ERR_OVERSIZE_PACKET:
+    case MOSQ_ERR_NOT_SUPPORTED:
+    case MOSQ_ERR_DUPLICATE_PROPERTY:
+    case MOSQ_ERR_PROTOCOL:
+      return ErrorCode::kInvalidArgument;
+    default:
+      return ErrorCode::kUnavailable;
+  }
+}
+}  // namespace
+
 Result<int> UvMqttClient::Publish(std::string_view topic, ByteView payload, int qos, bool retain,
                                   const UserProperties& user_properties) {
   if (impl_->state != State::kConnected)
@@ -1073,9 +1133,7 @@ Result<int> UvMqttClient::Publish(std::string_view topic, ByteView payload, int 
   mosquitto_property_free_all(&props);
   impl_->Sync();
   if (rc != MOSQ_ERR_SUCCESS) {
-    return MakeError(rc == MOSQ_ERR_NO_CONN || rc == MOSQ_ERR_CONN_LOST ? ErrorCode::kUnavailable
-                                                                        : ErrorCode::kInvalidArgument,
-                     std::string("publish ") + t + ": " + mosquitto_strerror(rc));
+    return MakeError(CodeFor(rc), std::string("publish ") + t + ": " + mosquitto_strerror(rc));
   }
   return mid;
 }
@@ -1090,8 +1148,7 @@ Result<int> UvMqttClient::Subscribe(std::string_view filter, int qos) {
   impl_->in_mosq--;
   impl_->Sync();
   if (rc != MOSQ_ERR_SUCCESS)
-    return MakeError(ErrorCode::kInvalidArgument,
-                     "subscribe " + f + ": " + mosquitto_strerror(rc));
+    return MakeError(CodeFor(rc), "subscribe " + f + ": " + mosquitto_strerror(rc));
   return mid;
 }
 
@@ -1105,8 +1162,7 @@ Result<int> UvMqttClient::Unsubscribe(std::string_view filter) {
   impl_->in_mosq--;
   impl_->Sync();
   if (rc != MOSQ_ERR_SUCCESS)
-    return MakeError(ErrorCode::kInvalidArgument,
-                     "unsubscribe " + f + ": " + mosquitto_strerror(rc));
+    return MakeError(CodeFor(rc), "unsubscribe " + f + ": " + mosquitto_strerror(rc));
   return mid;
 }
 
