@@ -407,6 +407,31 @@ TEST_F(UvMqttClientTest, PlainWritesGoOutTogether) {
   EXPECT_EQ(pp.last_disconnect, 0);
 }
 
+// A write that fails under a publish is the connection's failure, not the message's: callers
+// such as the forwarder drop a message whose publish says kInvalidArgument ("can never be
+// sent"). The socket's sending side is shut, a publish fills the client's buffer past its cap,
+// and the next one, which must then write, fails as unavailable; the connection is then lost.
+TEST_F(UvMqttClientTest, APublishOnAFailedSocketIsUnavailable) {
+  const std::map<int, uint32_t> others = SegmentsSentTo(plain_port_);
+  Probe p;
+  UvMqttClient* c = NewClient(Plain("failing"), &p);
+  ASSERT_TRUE(c->Start().ok());
+  ASSERT_TRUE(RunUntil([&] { return c->connected(); }));
+  int fd = -1;
+  for (const auto& [f, segs] : SegmentsSentTo(plain_port_)) {
+    if (!others.count(f)) fd = f;
+  }
+  ASSERT_GE(fd, 0) << "the client's socket";
+  ASSERT_EQ(shutdown(fd, SHUT_WR), 0);
+
+  const std::string big(300 << 10, 'x');  // more than the client keeps before it must write
+  ASSERT_TRUE(c->Publish("fail/1", AsBytes(big), 1).ok());
+  auto second = c->Publish("fail/2", AsBytes("x"), 1);
+  ASSERT_FALSE(second.ok()) << "a publish on a socket that cannot send";
+  EXPECT_EQ(second.error().code, ErrorCode::kUnavailable) << second.error().ToString();
+  ASSERT_TRUE(RunUntil([&] { return p.disconnects > 0; })) << "the connection is lost";
+}
+
 TEST_F(UvMqttClientTest, MutualTlsRoundTripAndMessagesFromAnotherClient) {
   Probe p;
   UvMqttClient* c = NewClient(Tls("tls-1"), &p);
