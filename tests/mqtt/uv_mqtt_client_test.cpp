@@ -58,6 +58,38 @@ void MakeCertificates(const TempDir& dir) {
   }
 }
 
+// write(2) calls this process made so far (all threads; send(2) is not one of them).
+uint64_t WriteCalls() {
+  std::string io = edgetrust::testing::ReadFile("/proc/self/io");
+  size_t p = io.find("syscw:");
+  return p == std::string::npos ? 0 : std::stoull(io.substr(p + 6));
+}
+
+// This process's TCP sockets connected to `port` on 127.0.0.1, each with the segments it sent.
+std::map<int, uint32_t> SegmentsSentTo(int port) {
+  std::map<int, uint32_t> out;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    const int fd = std::stoi(e.path().filename().string());
+    sockaddr_in peer{};
+    socklen_t len = sizeof peer;
+    if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0 || peer.sin_family != AF_INET ||
+        ntohs(peer.sin_port) != port) {
+      continue;
+    }
+    // glibc's tcp_info stops at tcpi_total_retrans; Linux (4.2+) goes on with these.
+    struct {
+      tcp_info base;
+      uint64_t pacing_rate, max_pacing_rate, bytes_acked, bytes_received;
+      uint32_t segs_out, segs_in;
+    } info{};
+    len = sizeof info;
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0 && len == sizeof info) {
+      out[fd] = info.segs_out;
+    }
+  }
+  return out;
+}
+
 // The loop lives in the test thread; RunUntil turns it until a condition holds.
 class UvMqttClientTest : public ::testing::Test {
  protected:
@@ -173,6 +205,39 @@ class UvMqttClientTest : public ::testing::Test {
     EXPECT_EQ(p->subacks[*mid], std::vector<int>{qos});
   }
 
+  // A new plain client, connected; *fd: its socket (the one to the broker this process did not
+  // have before).
+  UvMqttClient* ConnectedPlain(const std::string& id, Probe* p, int* fd) {
+    const std::map<int, uint32_t> others = SegmentsSentTo(plain_port_);
+    UvMqttClient* c = NewClient(Plain(id), p);
+    EXPECT_TRUE(c->Start().ok());
+    EXPECT_TRUE(RunUntil([&] { return c->connected(); }));
+    *fd = -1;
+    for (const auto& [f, segs] : SegmentsSentTo(plain_port_)) {
+      if (!others.count(f)) *fd = f;
+    }
+    return c;
+  }
+
+  // A plain client, connected and subscribed to `filter`.
+  UvMqttClient* Subscriber(const std::string& id, Probe* p, const std::string& filter, int qos) {
+    UvMqttClient* c = NewClient(Plain(id), p);
+    EXPECT_TRUE(c->Start().ok());
+    EXPECT_TRUE(RunUntil([&] { return c->connected(); }));
+    SubscribeAndWait(c, p, filter, qos);
+    return c;
+  }
+
+  // The first `n` messages are `prefix`/i carrying i, in order.
+  static void ExpectNumbered(const std::vector<Message>& messages, const std::string& prefix, int n) {
+    ASSERT_GE(messages.size(), static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) {
+      const Message& m = messages[static_cast<size_t>(i)];
+      ASSERT_EQ(m.topic, prefix + "/" + std::to_string(i));
+      ASSERT_EQ(std::string(m.payload.begin(), m.payload.end()), std::to_string(i));
+    }
+  }
+
   uv_loop_t loop_{};
   uv_timer_t waker_{};
   const std::function<bool()>* done_ = nullptr;
@@ -227,10 +292,7 @@ TEST_F(UvMqttClientTest, BurstLargerThanTheSocketTakesArrivesWhole) {
     SCOPED_TRACE(tls ? "tls" : "plain");
     const std::string id = tls ? "burst-tls" : "burst-plain";
     Probe rp;
-    UvMqttClient* receiver = NewClient(Plain(id + "-receiver"), &rp);
-    ASSERT_TRUE(receiver->Start().ok());
-    ASSERT_TRUE(RunUntil([&] { return receiver->connected(); }));
-    SubscribeAndWait(receiver, &rp, id + "/#", 0);
+    UvMqttClient* receiver = Subscriber(id + "-receiver", &rp, id + "/#", 0);
 
     UvMqttClient* publisher = nullptr;
     int published = 0;
@@ -282,10 +344,7 @@ uint64_t ReadCalls() {
 TEST_F(UvMqttClientTest, PlainReadsTakeWhatTheSocketHolds) {
   constexpr int kMessages = 2000;
   Probe rp;
-  UvMqttClient* receiver = NewClient(Plain("small-receiver"), &rp);
-  ASSERT_TRUE(receiver->Start().ok());
-  ASSERT_TRUE(RunUntil([&] { return receiver->connected(); }));
-  SubscribeAndWait(receiver, &rp, "small/#", 0);
+  Subscriber("small-receiver", &rp, "small/#", 0);
 
   UvMqttClient* publisher = nullptr;
   ClientCallbacks cb;
@@ -307,11 +366,7 @@ TEST_F(UvMqttClientTest, PlainReadsTakeWhatTheSocketHolds) {
   // Buffered: 200-650 calls here, depending on how the broker's writes and ours interleave;
   // unbuffered: three per message, over 6000.
   EXPECT_LT(reads, static_cast<uint64_t>(kMessages)) << reads << " read(2) calls";
-  for (int i = 0; i < kMessages; ++i) {
-    const Message& m = rp.messages[static_cast<size_t>(i)];
-    ASSERT_EQ(m.topic, "small/" + std::to_string(i));
-    ASSERT_EQ(std::string(m.payload.begin(), m.payload.end()), std::to_string(i));
-  }
+  ExpectNumbered(rp.messages, "small", kMessages);
 
   // A payload larger than the buffer is read straight into place; when the socket then has
   // nothing more (EAGAIN), reading stops until the poll says otherwise (it once went on asking
@@ -324,38 +379,6 @@ TEST_F(UvMqttClientTest, PlainReadsTakeWhatTheSocketHolds) {
   EXPECT_LT(ReadCalls() - reads_before_big, 100u);
 }
 
-// write(2) calls this process made so far (all threads; send(2) is not one of them).
-uint64_t WriteCalls() {
-  std::string io = edgetrust::testing::ReadFile("/proc/self/io");
-  size_t p = io.find("syscw:");
-  return p == std::string::npos ? 0 : std::stoull(io.substr(p + 6));
-}
-
-// This process's TCP sockets connected to `port` on 127.0.0.1, each with the segments it sent.
-std::map<int, uint32_t> SegmentsSentTo(int port) {
-  std::map<int, uint32_t> out;
-  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
-    const int fd = std::stoi(e.path().filename().string());
-    sockaddr_in peer{};
-    socklen_t len = sizeof peer;
-    if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0 || peer.sin_family != AF_INET ||
-        ntohs(peer.sin_port) != port) {
-      continue;
-    }
-    // glibc's tcp_info stops at tcpi_total_retrans; Linux (4.2+) goes on with these.
-    struct {
-      tcp_info base;
-      uint64_t pacing_rate, max_pacing_rate, bytes_acked, bytes_received;
-      uint32_t segs_out, segs_in;
-    } info{};
-    len = sizeof info;
-    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0 && len == sizeof info) {
-      out[fd] = info.segs_out;
-    }
-  }
-  return out;
-}
-
 // libmosquitto writes each packet with its own write(2) (TCP_NODELAY: on a real uplink, often a
 // packet on the wire per message). What a plain connection is given to send in one turn of the
 // loop goes out together: 2000 publishes made one after another, outside any callback, cost no
@@ -364,22 +387,12 @@ std::map<int, uint32_t> SegmentsSentTo(int port) {
 TEST_F(UvMqttClientTest, PlainWritesGoOutTogether) {
   constexpr int kMessages = 2000;
   Probe rp;
-  UvMqttClient* receiver = NewClient(Plain("together-receiver"), &rp);
-  ASSERT_TRUE(receiver->Start().ok());
-  ASSERT_TRUE(RunUntil([&] { return receiver->connected(); }));
-  SubscribeAndWait(receiver, &rp, "together/#", 0);
-  const std::map<int, uint32_t> before_publisher = SegmentsSentTo(plain_port_);
-
+  Subscriber("together-receiver", &rp, "together/#", 0);
   Probe pp;
-  UvMqttClient* publisher = NewClient(Plain("together-publisher"), &pp);
-  ASSERT_TRUE(publisher->Start().ok());
-  ASSERT_TRUE(RunUntil([&] { return publisher->connected(); }));
   int fd = -1;
-  uint32_t segments_before = 0;
-  for (const auto& [f, segs] : SegmentsSentTo(plain_port_)) {
-    if (!before_publisher.count(f)) fd = f, segments_before = segs;
-  }
+  UvMqttClient* publisher = ConnectedPlain("together-publisher", &pp, &fd);
   ASSERT_GE(fd, 0) << "the publisher's socket";
+  const uint32_t segments_before = SegmentsSentTo(plain_port_).at(fd);
 
   const uint64_t writes_before = WriteCalls();
   for (int i = 0; i < kMessages; ++i) {
@@ -394,11 +407,7 @@ TEST_F(UvMqttClientTest, PlainWritesGoOutTogether) {
   // nothing back that the publisher's TCP would acknowledge with segments of its own.
   EXPECT_LT(writes, 100u) << writes << " write(2) calls";
   EXPECT_LE(segments, 10u) << segments << " TCP segments";
-  for (int i = 0; i < kMessages; ++i) {
-    const Message& m = rp.messages[static_cast<size_t>(i)];
-    ASSERT_EQ(m.topic, "together/" + std::to_string(i));
-    ASSERT_EQ(std::string(m.payload.begin(), m.payload.end()), std::to_string(i));
-  }
+  ExpectNumbered(rp.messages, "together", kMessages);
 
   ASSERT_TRUE(publisher->Publish("together/last", AsBytes("last"), 0).ok());
   publisher->Stop();
@@ -412,15 +421,9 @@ TEST_F(UvMqttClientTest, PlainWritesGoOutTogether) {
 // sent"). The socket's sending side is shut, a publish fills the client's buffer past its cap,
 // and the next one, which must then write, fails as unavailable; the connection is then lost.
 TEST_F(UvMqttClientTest, APublishOnAFailedSocketIsUnavailable) {
-  const std::map<int, uint32_t> others = SegmentsSentTo(plain_port_);
   Probe p;
-  UvMqttClient* c = NewClient(Plain("failing"), &p);
-  ASSERT_TRUE(c->Start().ok());
-  ASSERT_TRUE(RunUntil([&] { return c->connected(); }));
   int fd = -1;
-  for (const auto& [f, segs] : SegmentsSentTo(plain_port_)) {
-    if (!others.count(f)) fd = f;
-  }
+  UvMqttClient* c = ConnectedPlain("failing", &p, &fd);
   ASSERT_GE(fd, 0) << "the client's socket";
   ASSERT_EQ(shutdown(fd, SHUT_WR), 0);
 
