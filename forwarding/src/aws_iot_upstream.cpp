@@ -24,6 +24,8 @@ namespace edgetrust::forwarding::internal {
 inline constexpr size_t kAwsMaxPayloadBytes = 128 * 1024;
 inline constexpr int kAwsMaxTopicSlashes = 7;
 inline constexpr size_t kAwsMaxTopicBytes = 256;
+// "Maximum inbound unacknowledged messages": 100 in flight per client; past it AWS stops reading.
+inline constexpr int kAwsMaxInFlight = 100;
 
 namespace {
 
@@ -35,6 +37,7 @@ BrokerLimits AwsLimits(const UpstreamTuning& tuning) {
   limits.max_topic_slashes = kAwsMaxTopicSlashes;
   limits.max_topic_bytes = kAwsMaxTopicBytes;
   limits.publishes_per_second = tuning.aws_publishes_per_second;
+  limits.max_in_flight = kAwsMaxInFlight;
   return limits;
 }
 
@@ -129,6 +132,7 @@ class AwsDeviceUpstream : public UpstreamConnection {
     o.key = std::move(identity.key_file);
     o.protocol = config_.protocol;
     o.keepalive = tuning_.keepalive;
+    o.send_maximum = kAwsMaxInFlight;
     o.clean_start = true;
     o.reconnect_min = tuning_.reconnect_min;
     o.reconnect_max = tuning_.reconnect_max;

@@ -53,6 +53,7 @@ Result<std::unique_ptr<BrokerUpstream>> BrokerUpstream::Create(
   base.port = config.port;
   base.protocol = config.protocol;
   base.keepalive = tuning.keepalive;
+  base.send_maximum = self->limits_.max_in_flight;
   base.clean_start = true;
   base.reconnect_min = tuning.reconnect_min;
   base.reconnect_max = tuning.reconnect_max;

@@ -5,6 +5,7 @@
 
 #include <uv.h>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -16,6 +17,11 @@
 #include "edgetrust/mqtt/uv_mqtt_client.h"
 
 namespace edgetrust::forwarding::internal {
+
+// How long an upstream connection leaves its socket unread after a read (see TrackedClient::Create).
+inline constexpr std::chrono::milliseconds kUpstreamReadPause{5};
+// libmosquitto's own limit on publishes in flight when none is set.
+inline constexpr int kLibmosquittoSendMaximum = 20;
 
 struct TrackedClientHooks {
   std::function<void(uint64_t seq, bool accepted)> on_ack;
@@ -55,6 +61,7 @@ class TrackedClient {
   TrackedClientHooks hooks_;
   UpstreamCounters* counters_ = nullptr;
   std::unordered_map<int, uint64_t> in_flight_;  // mid -> seq
+  int send_maximum_ = 0;                         // what the client may have in flight
   bool was_connected_ = false;
 };
 

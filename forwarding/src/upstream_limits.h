@@ -19,6 +19,7 @@ struct BrokerLimits {
   int max_topic_slashes = -1;      // -1 = no limit
   size_t max_topic_bytes = 0;      // 0 = no limit
   double publishes_per_second = 0; // per connection; 0 = no limit
+  int max_in_flight = 128;         // QoS 1 publishes unacknowledged per connection (the forwarder's window)
 };
 
 // The topic an outbox message is published on, from the upstream's topic template.

@@ -435,6 +435,8 @@ struct UvMqttClient::Impl {
 
   uv_timer_t tick;   // 1 s: keepalive (mosquitto_loop_misc), connect timeout
   uv_timer_t retry;  // one-shot: back-off before reconnect; stop grace
+  uv_timer_t pause;  // one-shot: options.read_pause after a read
+  bool read_paused = false;
   uv_idle_t deferred;  // armed while coalesced records wait or TLS holds unread bytes
   SocketWatch* watch = nullptr;
   CoalescingWriter* writer = nullptr;  // this connection's writes, once connected
@@ -553,7 +555,17 @@ struct UvMqttClient::Impl {
     int rc = MOSQ_ERR_SUCCESS;
     in_mosq++;
     if (writable && writer != nullptr) writer->Flush();
-    if (readable && !held) rc = ReadAvailable();
+    if (readable && !held) {
+      rc = ReadAvailable();
+      if (options.read_pause.count() > 0 && state == State::kConnected) {
+        read_paused = true;
+        uv_timer_start(&pause, [](uv_timer_t* t) {
+          auto* self = static_cast<Impl*>(t->data);
+          self->read_paused = false;
+          self->Sync();
+        }, static_cast<uint64_t>(options.read_pause.count()), 0);
+      }
+    }
     if (rc == MOSQ_ERR_TLS && mosquitto_socket(mosq) >= 0) {
       in_mosq--;
       Abort();  // the TLS stream broke where libmosquitto was not looking
@@ -700,8 +712,9 @@ struct UvMqttClient::Impl {
     if (held) return blocked ? UV_WRITABLE : 0;  // only what was written before the hold
     // Connecting (the socket's writability says the TCP connect is done) and stopping: as
     // libmosquitto asks. Connected: only when the socket did not take everything.
-    const bool wants = state == State::kConnected ? write_blocked : mosquitto_want_write(mosq);
-    return UV_READABLE | (wants || blocked ? UV_WRITABLE : 0);
+    const bool connected = state == State::kConnected;
+    const bool wants = connected ? write_blocked : mosquitto_want_write(mosq);
+    return (connected && read_paused ? 0 : UV_READABLE) | (wants || blocked ? UV_WRITABLE : 0);
   }
 
   // Connected, not held, and libmosquitto has queued something the socket was not asked to take.
@@ -787,7 +800,8 @@ struct UvMqttClient::Impl {
   void ConnectionLost() {
     CloseWatch();
     plain_in.Reset();
-    read_more = write_due = write_blocked = false;
+    read_more = write_due = write_blocked = read_paused = false;
+    uv_timer_stop(&pause);
     held = false;  // those acknowledgements die with the connection
     resolution = Resolution::kNone;
     if (state == State::kStopping) {
@@ -917,7 +931,10 @@ struct UvMqttClient::Impl {
     if (state == State::kClosing || state == State::kClosed) return;
     state = State::kClosing;
     CloseWatch();
-    pending_closes += 3;
+    pending_closes += 4;
+    uv_close(reinterpret_cast<uv_handle_t*>(&pause), [](uv_handle_t* h) {
+      static_cast<Impl*>(h->data)->HandleClosed();
+    });
     uv_close(reinterpret_cast<uv_handle_t*>(&deferred), [](uv_handle_t* h) {
       static_cast<Impl*>(h->data)->HandleClosed();
     });
@@ -1000,6 +1017,9 @@ Result<std::unique_ptr<UvMqttClient>> UvMqttClient::Create(uv_loop_t* loop, Clie
   mosquitto_int_option(impl->mosq, MOSQ_OPT_TCP_NODELAY, 1);
   // "Threaded" only tells libmosquitto not to write from inside its calls; it starts no thread.
   if (o.hold_acks) mosquitto_threaded_set(impl->mosq, true);
+  if (o.send_maximum > 0 &&
+      mosquitto_int_option(impl->mosq, MOSQ_OPT_SEND_MAXIMUM, o.send_maximum) != MOSQ_ERR_SUCCESS)
+    return MakeError(ErrorCode::kInvalidArgument, "send_maximum must be in 1..65535");
   if (o.receive_maximum > 0 &&
       mosquitto_int_option(impl->mosq, MOSQ_OPT_RECEIVE_MAXIMUM, o.receive_maximum) != MOSQ_ERR_SUCCESS)
     return MakeError(ErrorCode::kInvalidArgument, "receive_maximum must be in 1..65535");
@@ -1045,6 +1065,8 @@ Result<std::unique_ptr<UvMqttClient>> UvMqttClient::Create(uv_loop_t* loop, Clie
   impl->tick.data = impl.get();
   uv_timer_init(loop, &impl->retry);
   impl->retry.data = impl.get();
+  uv_timer_init(loop, &impl->pause);
+  impl->pause.data = impl.get();
   uv_idle_init(loop, &impl->deferred);
   impl->deferred.data = impl.get();
   return std::unique_ptr<UvMqttClient>(new UvMqttClient(impl.release()));
@@ -1076,6 +1098,13 @@ Status UvMqttClient::Start() {
 }
 
 void UvMqttClient::Stop() { impl_->Stop(); }
+
+void UvMqttClient::ReadSoon() {
+  if (!impl_->read_paused) return;
+  impl_->read_paused = false;
+  uv_timer_stop(&impl_->pause);
+  impl_->Sync();
+}
 
 void UvMqttClient::Resolve(uint64_t hold, bool acknowledge) {
   if (!impl_->held || hold != impl_->last_hold || impl_->resolution != Impl::Resolution::kNone) {

@@ -492,6 +492,38 @@ TEST_F(UvMqttClientTest, BadOptionsAreRefusedAtCreate) {
   o = Plain("x");
   o.protocol = 3;
   EXPECT_FALSE(UvMqttClient::Create(&loop_, o, {}).ok());
+  o = Plain("x");
+  o.send_maximum = 70000;
+  EXPECT_FALSE(UvMqttClient::Create(&loop_, o, {}).ok());
+}
+
+// With read_pause the socket is left unread for that long after each read: an acknowledgement
+// that is already there waits for the pause to end (or for ReadSoon), and then arrives.
+TEST_F(UvMqttClientTest, ReadPauseLeavesAcknowledgementsUnreadUntilItEndsOrReadSoon) {
+  ClientOptions o = Plain("paused");
+  o.read_pause = 1500ms;
+  o.send_maximum = 100;
+  Probe p;
+  UvMqttClient* c = NewClient(o, &p);
+  ASSERT_TRUE(c->Start().ok());
+  ASSERT_TRUE(RunUntil([&] { return c->connected(); }));  // the CONNACK's read starts a pause
+
+  auto first = c->Publish("paused/1", AsBytes("1"), 1);
+  ASSERT_TRUE(first.ok());
+  const uint64_t published = uv_now(&loop_);
+  ASSERT_TRUE(RunUntil([&] { return p.pubacks.count(*first) > 0; }, 5s));
+  uv_update_time(&loop_);
+  // The broker answers within milliseconds; the answer was read only once the pause was over.
+  EXPECT_GE(uv_now(&loop_) - published, 1000u);
+
+  auto second = c->Publish("paused/2", AsBytes("2"), 1);  // after the read above: paused again
+  ASSERT_TRUE(second.ok());
+  uv_update_time(&loop_);
+  const uint64_t asked = uv_now(&loop_);
+  c->ReadSoon();
+  ASSERT_TRUE(RunUntil([&] { return p.pubacks.count(*second) > 0; }, 5s));
+  uv_update_time(&loop_);
+  EXPECT_LT(uv_now(&loop_) - asked, 1000u);
 }
 
 TEST_F(UvMqttClientTest, ReconnectsAfterBrokerRestart) {

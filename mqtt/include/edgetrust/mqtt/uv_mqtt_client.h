@@ -67,6 +67,15 @@ struct ClientOptions {
   // Maximum). 0 = libmosquitto's default of 20, which caps a busy subscriber at 20 messages per
   // round trip (with hold_acks: per commit).
   int receive_maximum = 0;
+  // How many QoS 1/2 publishes may be unacknowledged at once (v5: at most the broker's Receive
+  // Maximum). 0 = libmosquitto's default of 20; past it, publishes wait in libmosquitto and each
+  // acknowledgement lets one more go, so a busy publisher trades a packet each way per message.
+  int send_maximum = 0;
+  // Connected: after a read, look at the socket again only this much later (0: at once). For a
+  // connection whose incoming traffic nobody waits on (the forwarder's upstreams, where a PUBACK
+  // only lets an outbox entry go), acknowledgements are then read by the dozen rather than
+  // waking the loop for each one (mosquitto writes each PUBACK on its own).
+  std::chrono::milliseconds read_pause{0};
 };
 
 struct Message {
@@ -134,6 +143,10 @@ class UvMqttClient {
   // call. Ignored unless `hold` is what is held now (the connection was lost meanwhile: the
   // broker delivers those messages again, and a later hold is not ended by an old answer).
   void Resolve(uint64_t hold, bool acknowledge);
+
+  // Ends a read_pause now: the socket is read as soon as the loop next looks (say, because
+  // the publisher needs its acknowledgements back to go on).
+  void ReadSoon();
 
   // Queues a message; returns its message id. Fails when not connected (libmosquitto keeps no
   // offline queue for QoS 0; for QoS > 0 it would — we refuse instead so callers decide).
