@@ -1100,7 +1100,7 @@ Status UvMqttClient::Start() {
 void UvMqttClient::Stop() { impl_->Stop(); }
 
 void UvMqttClient::ReadSoon() {
-  if (!impl_->read_paused) return;
+  if (!impl_->read_paused || impl_->state != State::kConnected) return;
   impl_->read_paused = false;
   uv_timer_stop(&impl_->pause);
   impl_->Sync();
