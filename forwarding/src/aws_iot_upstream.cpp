@@ -132,7 +132,7 @@ class AwsDeviceUpstream : public UpstreamConnection {
     o.key = std::move(identity.key_file);
     o.protocol = config_.protocol;
     o.keepalive = tuning_.keepalive;
-    o.send_maximum = kAwsMaxInFlight;
+    o.send_maximum = limits_.max_in_flight;
     o.clean_start = true;
     o.reconnect_min = tuning_.reconnect_min;
     o.reconnect_max = tuning_.reconnect_max;

@@ -61,7 +61,6 @@ class TrackedClient {
   TrackedClientHooks hooks_;
   UpstreamCounters* counters_ = nullptr;
   std::unordered_map<int, uint64_t> in_flight_;  // mid -> seq
-  int send_maximum_ = 0;                         // what the client may have in flight
   bool was_connected_ = false;
 };
 
