@@ -8,6 +8,7 @@
 #include <mqtt_protocol.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
+#include <dlfcn.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
 #include <sys/resource.h>
@@ -156,6 +157,9 @@ void InitLibraryOnce() {
 // libmosquitto keeps its packets queued, as it does when the socket is full.
 constexpr size_t kMaxCoalescedBytes = size_t{256} << 10;
 
+// One TLS record carries at most this much plaintext.
+constexpr size_t kRecordBytes = 16 << 10;
+
 // libmosquitto writes every packet with its own write(2) (plain) or SSL_write (TLS, each going
 // straight to write(2)): under load, one system call per acknowledgement and per publish, and on
 // loopback each one also pays for the receiving side's TCP processing and wake-up. Once a
@@ -164,14 +168,32 @@ constexpr size_t kMaxCoalescedBytes = size_t{256} << 10;
 // lets go of the connection. A TLS connection's write BIO is replaced by one; a plain connection's
 // write(2) calls on this thread come here through the executable's write() below, and its close()
 // gives the writer a last chance to write.
+//
+// A TLS connection's packets are kept before they are encrypted, too: libmosquitto's SSL_write
+// of one packet comes here through the executable's SSL_write below, and Flush encrypts all that
+// waits with one SSL_write, in records of up to 16 KiB instead of one record per packet. Each
+// record costs its sender an encryption and 22 bytes, and its receiver a decryption and, with
+// OpenSSL reading without read-ahead as mosquitto does, two read(2) calls: the gateway's PUBACK
+// records cost the site broker two reads per forwarded message (measured: 200,004 reads of the
+// gateway's socket for 100,000 messages).
 class CoalescingWriter {
  public:
+  // The writer of `ssl`'s connection, if it has one (cheap: any thread's SSL_write asks).
+  static CoalescingWriter* ForSsl(const SSL* ssl) {
+    const int type = method_type.load(std::memory_order_acquire);
+    if (ssl == nullptr || type < 0) return nullptr;
+    BIO* bio = SSL_get_wbio(ssl);
+    if (bio == nullptr || BIO_method_type(bio) != type) return nullptr;
+    return static_cast<CoalescingWriter*>(BIO_get_data(bio));
+  }
+
   // Installs a writer on `ssl` (whose current write BIO goes); nullptr on failure, and the
   // connection then just keeps writing directly.
   static CoalescingWriter* InstallTls(SSL* ssl, int fd, CoalescingWriter** slot) {
     BIO* bio = BIO_new(Method());
     if (bio == nullptr) return nullptr;
     auto* w = new CoalescingWriter(bio, fd, slot);
+    w->ssl_ = ssl;
     BIO_set_data(bio, w);
     BIO_set_init(bio, 1);
     SSL_set0_wbio(ssl, bio);  // the SSL now owns it; our destroy runs from SSL_free
@@ -187,19 +209,74 @@ class CoalescingWriter {
   }
 
   bool tls() const { return bio_ != nullptr; }
-  size_t pending() const { return buf_.size() - sent_; }
+  // Bytes waiting: to be written, and (TLS) to be encrypted first.
+  size_t pending() const { return unsent() + plain_.size(); }
   // The socket took less than was pending: wait for it to be writable.
   bool blocked() const { return blocked_; }
   // From now on accept nothing while anything is pending, and write straight through: what
   // libmosquitto believes written must be in the socket before it closes it.
-  void SetClosing() { closing_ = true; }
+  void SetClosing() {
+    Seal();
+    closing_ = true;
+  }
 
-  // Writes what the socket takes now. False when the connection is broken (the read side
-  // will see it); what was pending is then dropped.
+  // Encrypts what waits, and writes what the socket takes now. False when the connection is
+  // broken (the read side will see it); what was pending is then dropped.
   bool Flush() {
+    Seal();
+    return FlushSocket();
+  }
+
+  // libmosquitto's SSL_write of one packet (`len` bytes): kept, and `len` returned; or, when
+  // the packet cannot wait (the connection is closing or broken, a write is being retried, a
+  // large packet, or too much is unsent), what waits is encrypted and the packet goes to
+  // OpenSSL now, with OpenSSL's answer. After "would block" libmosquitto calls again with the
+  // same packet, as OpenSSL requires; until that write is through, every write goes to OpenSSL.
+  int TakePlain(const void* data, int len) {
+    if (len > 0 && static_cast<size_t>(len) <= kRecordBytes && !failed_ && !closing_ &&
+        !retrying_ && Room()) {
+      if (plain_.size() + static_cast<size_t>(len) > kRecordBytes) Seal();
+      if (!failed_) {
+        try {  // called from C (libmosquitto): nothing may be thrown through it
+          plain_.append(static_cast<const char*>(data), static_cast<size_t>(len));
+          return len;
+        } catch (const std::bad_alloc&) {
+        }
+      }
+    }
+    Seal();  // what came before goes first
+    size_t written = 0;
+    const int ok = SSL_write_ex(ssl_, data, static_cast<size_t>(std::max(len, 0)), &written);
+    retrying_ = ok <= 0 && (SSL_want_write(ssl_) || SSL_want_read(ssl_));
+    return ok > 0 ? static_cast<int>(written) : -1;
+  }
+
+  // Encrypts the packets kept as plaintext, in one SSL_write whose records the BIO takes
+  // whatever is unsent. Not while OpenSSL waits for a write to be retried: it would refuse
+  // another (none is kept meanwhile).
+  void Seal() {
+    if (plain_.empty() || retrying_) return;
+    if (!failed_) {
+      sealing_ = true;
+      size_t written = 0;
+      const int ok = SSL_write_ex(ssl_, plain_.data(), plain_.size(), &written);
+      sealing_ = false;
+      if (ok <= 0 || written != plain_.size()) {
+        // Only a broken connection refuses. Fail as its socket would; leave nothing on this
+        // thread's OpenSSL error queue for the next SSL_get_error of another connection.
+        ERR_clear_error();
+        failed_ = true;
+      }
+    }
+    plain_.clear();
+    if (plain_.capacity() > 2 * kRecordBytes) plain_.shrink_to_fit();
+  }
+
+  // Writes what the socket takes now (nothing is encrypted: OpenSSL may be the caller).
+  bool FlushSocket() {
     blocked_ = false;
-    while (pending() > 0 && !failed_) {
-      ssize_t n = Send(buf_.data() + sent_, pending());
+    while (unsent() > 0 && !failed_) {
+      ssize_t n = Send(buf_.data() + sent_, unsent());
       if (n > 0) {
         sent_ += static_cast<size_t>(n);
       } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -228,25 +305,23 @@ class CoalescingWriter {
       return -1;
     }
     if (closing_) {
-      if (!Flush()) {
+      if (!FlushSocket()) {
         errno = error_;
         return -1;
       }
-      if (pending() > 0) {
+      if (unsent() > 0) {
         errno = EAGAIN;
         return -1;
       }
       return Send(data, len);
     }
-    if (pending() >= kMaxCoalescedBytes) {
-      if (!Flush()) {
+    if (!sealing_ && !Room()) {
+      if (failed_) {
         errno = error_;
         return -1;
       }
-      if (pending() >= kMaxCoalescedBytes) {
-        errno = EAGAIN;
-        return -1;
-      }
+      errno = EAGAIN;
+      return -1;
     }
     try {  // called from C (libmosquitto, OpenSSL): nothing may be thrown through it
       if (sent_ > 0 && sent_ >= buf_.size() / 2) {
@@ -268,6 +343,13 @@ class CoalescingWriter {
  private:
   CoalescingWriter(BIO* bio, int fd, CoalescingWriter** slot) : bio_(bio), fd_(fd), slot_(slot) {}
 
+  size_t unsent() const { return buf_.size() - sent_; }
+  // Whether less than kMaxCoalescedBytes is unsent, after writing what the socket takes.
+  bool Room() {
+    if (unsent() < kMaxCoalescedBytes) return true;
+    return FlushSocket() && unsent() < kMaxCoalescedBytes;
+  }
+
   // send(2) without blocking or SIGPIPE, retried on EINTR.
   ssize_t Send(const char* data, size_t len) const {
     ssize_t n;
@@ -279,11 +361,12 @@ class CoalescingWriter {
 
   static BIO_METHOD* Method() {
     static BIO_METHOD* method = [] {
-      BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
-                                   "edgetrust coalescing writer");
+      const int type = BIO_get_new_index() | BIO_TYPE_SOURCE_SINK;
+      BIO_METHOD* m = BIO_meth_new(type, "edgetrust coalescing writer");
       BIO_meth_set_write(m, &Write);
       BIO_meth_set_ctrl(m, &Ctrl);
       BIO_meth_set_destroy(m, &Destroy);
+      method_type.store(type, std::memory_order_release);
       return m;
     }();
     return method;
@@ -304,10 +387,10 @@ class CoalescingWriter {
       case BIO_CTRL_FLUSH:
         // OpenSSL flushes after handshake and alert messages; what the socket does not take
         // now stays queued and goes with the next flush.
-        if (self != nullptr) self->Flush();
+        if (self != nullptr) self->FlushSocket();
         return 1;
       case BIO_CTRL_WPENDING:
-        return self != nullptr ? static_cast<long>(self->pending()) : 0;
+        return self != nullptr ? static_cast<long>(self->unsent()) : 0;
       case BIO_CTRL_DUP:
         return 1;
       default:
@@ -324,14 +407,20 @@ class CoalescingWriter {
     return 1;
   }
 
+  static inline std::atomic<int> method_type{-1};  // of Method(), once made
+
   BIO* bio_;  // TLS; nullptr for a plain connection
+  SSL* ssl_ = nullptr;  // TLS: the connection, which owns bio_
   int fd_;
   CoalescingWriter** slot_;  // the owner's pointer to us, cleared when we go
-  std::string buf_;
+  std::string buf_;          // to be written (TLS: records)
   size_t sent_ = 0;
+  std::string plain_;        // TLS: packets to be encrypted
   bool blocked_ = false;
   bool closing_ = false;
   bool failed_ = false;
+  bool sealing_ = false;   // inside Seal's SSL_write: take every record
+  bool retrying_ = false;  // OpenSSL said "would block" and waits for the same write again
   int error_ = EPIPE;  // failed_: why
 };
 
@@ -414,6 +503,32 @@ extern "C" ssize_t write(int fd, const void* buf, size_t n) {
 extern "C" int close(int fd) {
   if (edgetrust::mqtt::CoalescingWriter* w = edgetrust::mqtt::PlainWriterFor(fd)) w->Release();
   return __close(fd);
+}
+
+// The executable's SSL_write and SSL_shutdown interpose on libssl's for libmosquitto: a TLS
+// connection with a writer keeps its packets there (the writer calls SSL_write_ex, which is not
+// interposed); every other SSL goes to libssl's as it is. Before the close_notify alert, what the
+// writer keeps is encrypted, so that it goes out ahead of the alert.
+extern "C" int SSL_write(SSL* ssl, const void* buf, int num) {
+  if (edgetrust::mqtt::CoalescingWriter* w = edgetrust::mqtt::CoalescingWriter::ForSsl(ssl)) {
+    return w->TakePlain(buf, num);
+  }
+  using Write = int (*)(SSL*, const void*, int);
+  static const auto libssl_write = reinterpret_cast<Write>(dlsym(RTLD_NEXT, "SSL_write"));
+  if (libssl_write != nullptr) return libssl_write(ssl, buf, num);
+  size_t written = 0;  // (libssl is linked in: not reached)
+  return SSL_write_ex(ssl, buf, static_cast<size_t>(std::max(num, 0)), &written) > 0
+             ? static_cast<int>(written)
+             : -1;
+}
+
+extern "C" int SSL_shutdown(SSL* ssl) {
+  if (edgetrust::mqtt::CoalescingWriter* w = edgetrust::mqtt::CoalescingWriter::ForSsl(ssl)) {
+    w->Seal();
+  }
+  using Shutdown = int (*)(SSL*);
+  static const auto libssl_shutdown = reinterpret_cast<Shutdown>(dlsym(RTLD_NEXT, "SSL_shutdown"));
+  return libssl_shutdown != nullptr ? libssl_shutdown(ssl) : -1;
 }
 
 namespace edgetrust::mqtt {
