@@ -2,8 +2,12 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstdint>
 #include <cstdio>
+#include <iterator>
+#include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <unordered_map>
 #include <unordered_set>
@@ -40,6 +44,9 @@ struct UpstreamState {
   uint64_t read_after = 0;                     // highest seq read into `pending`
   bool maybe_more = true;                      // the outbox may hold seqs > read_after
   size_t in_flight = 0;
+  // Every pending message below it is in flight: Pump starts looking here, not at the front of
+  // a window's worth of messages that wait for their acknowledgement.
+  uint64_t scan_from = 0;
   // Acknowledged (or dropped) but their removal not committed yet: still in the outbox, so a
   // re-read from the start (Resync) must not send them again.
   std::set<uint64_t> removing;
@@ -459,13 +466,17 @@ struct Forwarder::Impl {
   void Resync(UpstreamState& u) {
     std::erase_if(u.pending, [](const auto& kv) { return !kv.second.in_flight; });
     u.read_after = 0;
+    u.scan_from = 0;
     u.maybe_more = true;
   }
 
   // ---- sending ----
 
+  // Reads on when at least a quarter of read_ahead is free: one read transaction per many
+  // acknowledgements, not one per acknowledgement.
   void Refill(UpstreamState& u) {
-    if (!u.maybe_more || u.pending.size() >= options.read_ahead) return;
+    const size_t chunk = std::max<size_t>(1, options.read_ahead / 4);
+    if (!u.maybe_more || u.pending.size() + chunk > options.read_ahead) return;
     auto txn = store->BeginRead();
     if (!txn.ok()) return;
     const size_t want = options.read_ahead - u.pending.size();
@@ -481,6 +492,7 @@ struct Forwarder::Impl {
       if (u.pending.count(m.seq) || u.removing.count(m.seq)) continue;
       const uint64_t seq = m.seq;
       u.pending.emplace(seq, PendingMessage{std::move(m), false});
+      u.scan_from = std::min(u.scan_from, seq);
     }
   }
 
@@ -490,9 +502,22 @@ struct Forwarder::Impl {
     std::unordered_set<std::string> blocked;  // devices with an unsent earlier message
     bool retry = false;
     bool removed = false;
-    for (auto it = u.pending.begin(); it != u.pending.end() && u.in_flight < options.window;) {
+    std::optional<uint64_t> first_unsent;  // the first message this pass leaves unsent
+    auto it = u.pending.lower_bound(u.scan_from);
+    // Where the next pass starts: below it, everything is in flight.
+    auto scanned = [&] {
+      if (first_unsent) return *first_unsent;
+      if (it != u.pending.end()) return it->first;
+      return u.pending.empty() ? uint64_t{0} : std::prev(u.pending.end())->first + 1;
+    };
+    while (it != u.pending.end() && u.in_flight < options.window) {
       PendingMessage& p = it->second;
-      if (p.in_flight || blocked.count(p.message.device_id)) {
+      if (p.in_flight) {
+        ++it;
+        continue;
+      }
+      if (blocked.count(p.message.device_id)) {
+        if (!first_unsent) first_unsent = it->first;
         ++it;
         continue;
       }
@@ -523,15 +548,20 @@ struct Forwarder::Impl {
           it = u.pending.erase(it);
           continue;
         case ErrorCode::kUnavailable:
-          if (!u.connection->ready()) return Finish(u, removed, retry);  // whole upstream down: on_ready resumes
+          if (!u.connection->ready()) {  // whole upstream down: on_ready resumes
+            u.scan_from = scanned();
+            return Finish(u, removed, retry);
+          }
           break;
         default:
           retry = true;
           break;
       }
       blocked.insert(p.message.device_id);
+      if (!first_unsent) first_unsent = it->first;
       ++it;
     }
+    u.scan_from = scanned();
     Finish(u, removed, retry);
   }
 
@@ -579,6 +609,7 @@ struct Forwarder::Impl {
       if (it == u.pending.end() || !it->second.in_flight) continue;
       it->second.in_flight = false;
       --u.in_flight;
+      u.scan_from = std::min(u.scan_from, seq);
     }
     // Resending happens on on_ready (or now, for Azure's other devices).
     if (u.connection && u.connection->ready()) retry_timer.Start(0);

@@ -65,9 +65,14 @@ uint64_t WriteCalls() {
   return p == std::string::npos ? 0 : std::stoull(io.substr(p + 6));
 }
 
-// This process's TCP sockets connected to `port` on 127.0.0.1, each with the segments it sent.
-std::map<int, uint32_t> SegmentsSentTo(int port) {
-  std::map<int, uint32_t> out;
+struct TcpSent {
+  uint32_t segments = 0;
+  uint64_t bytes = 0;
+};
+
+// This process's TCP sockets connected to `port` on 127.0.0.1, each with what it sent.
+std::map<int, TcpSent> SentTo(int port) {
+  std::map<int, TcpSent> out;
   for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
     const int fd = std::stoi(e.path().filename().string());
     sockaddr_in peer{};
@@ -76,15 +81,18 @@ std::map<int, uint32_t> SegmentsSentTo(int port) {
         ntohs(peer.sin_port) != port) {
       continue;
     }
-    // glibc's tcp_info stops at tcpi_total_retrans; Linux (4.2+) goes on with these.
+    // glibc's tcp_info stops at tcpi_total_retrans; Linux (4.19+) goes on with these.
     struct {
       tcp_info base;
       uint64_t pacing_rate, max_pacing_rate, bytes_acked, bytes_received;
-      uint32_t segs_out, segs_in;
+      uint32_t segs_out, segs_in, notsent_bytes, min_rtt, data_segs_in, data_segs_out;
+      uint64_t delivery_rate, busy_time, rwnd_limited, sndbuf_limited;
+      uint32_t delivered, delivered_ce;
+      uint64_t bytes_sent;
     } info{};
     len = sizeof info;
     if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0 && len == sizeof info) {
-      out[fd] = info.segs_out;
+      out[fd] = {info.segs_out, info.bytes_sent};
     }
   }
   return out;
@@ -205,15 +213,16 @@ class UvMqttClientTest : public ::testing::Test {
     EXPECT_EQ(p->subacks[*mid], std::vector<int>{qos});
   }
 
-  // A new plain client, connected; *fd: its socket (the one to the broker this process did not
-  // have before).
-  UvMqttClient* ConnectedPlain(const std::string& id, Probe* p, int* fd) {
-    const std::map<int, uint32_t> others = SegmentsSentTo(plain_port_);
-    UvMqttClient* c = NewClient(Plain(id), p);
+  // A new client, connected; *fd: its socket (the one to the broker this process did not have
+  // before).
+  UvMqttClient* Connected(ClientOptions o, Probe* p, int* fd) {
+    const int port = o.port;
+    const std::map<int, TcpSent> others = SentTo(port);
+    UvMqttClient* c = NewClient(std::move(o), p);
     EXPECT_TRUE(c->Start().ok());
     EXPECT_TRUE(RunUntil([&] { return c->connected(); }));
     *fd = -1;
-    for (const auto& [f, segs] : SegmentsSentTo(plain_port_)) {
+    for (const auto& [f, sent] : SentTo(port)) {
       if (!others.count(f)) *fd = f;
     }
     return c;
@@ -390,9 +399,9 @@ TEST_F(UvMqttClientTest, PlainWritesGoOutTogether) {
   Subscriber("together-receiver", &rp, "together/#", 0);
   Probe pp;
   int fd = -1;
-  UvMqttClient* publisher = ConnectedPlain("together-publisher", &pp, &fd);
+  UvMqttClient* publisher = Connected(Plain("together-publisher"), &pp, &fd);
   ASSERT_GE(fd, 0) << "the publisher's socket";
-  const uint32_t segments_before = SegmentsSentTo(plain_port_).at(fd);
+  const uint32_t segments_before = SentTo(plain_port_).at(fd).segments;
 
   const uint64_t writes_before = WriteCalls();
   for (int i = 0; i < kMessages; ++i) {
@@ -401,7 +410,7 @@ TEST_F(UvMqttClientTest, PlainWritesGoOutTogether) {
   ASSERT_TRUE(RunUntil([&] { return rp.messages.size() == kMessages; }, 30s))
       << rp.messages.size() << " of " << kMessages << " arrived";
   const uint64_t writes = WriteCalls() - writes_before;
-  const uint32_t segments = SegmentsSentTo(plain_port_).at(fd) - segments_before;
+  const uint32_t segments = SentTo(plain_port_).at(fd).segments - segments_before;
   // One write(2) per packet: 2000 of them, which Linux's autocorking still sent as 24-38
   // segments here. Together: no write(2) (one send(2)), 2 segments; QoS 0, so the broker sends
   // nothing back that the publisher's TCP would acknowledge with segments of its own.
@@ -416,6 +425,56 @@ TEST_F(UvMqttClientTest, PlainWritesGoOutTogether) {
   EXPECT_EQ(pp.last_disconnect, 0);
 }
 
+// libmosquitto makes one SSL_write per packet, and OpenSSL a record of each: 22 bytes more per
+// packet, and for the receiver a decryption and (OpenSSL without read-ahead, as the broker runs
+// it) two read(2) calls. What a TLS connection is given in one turn of the loop is encrypted
+// together, in records of up to 16 KiB: 2000 publishes carry the overhead of a few records and
+// arrive whole and in order; a packet too large to keep (40 KiB) goes in its place in the
+// order; and a publish right before a DISCONNECT still arrives.
+TEST_F(UvMqttClientTest, TlsPacketsShareRecords) {
+  constexpr int kMessages = 2000;
+  constexpr size_t kRecordOverhead = 22;  // TLS 1.3: header 5, content type 1, AEAD tag 16
+  Probe rp;
+  Subscriber("records-receiver", &rp, "records/#", 0);
+  Probe pp;
+  int fd = -1;
+  UvMqttClient* publisher = Connected(Tls("records-publisher"), &pp, &fd);
+  ASSERT_GE(fd, 0) << "the publisher's socket";
+  const uint64_t bytes_before = SentTo(tls_port_).at(fd).bytes;
+
+  size_t mqtt_bytes = 0;  // the PUBLISH packets: header 2-3, topic 2 + n, properties 1, payload
+  const std::string big(40 << 10, 'b');
+  for (int i = 0; i < kMessages; ++i) {
+    const std::string topic = "records/" + std::to_string(i);
+    const std::string payload = std::to_string(i);
+    ASSERT_TRUE(publisher->Publish(topic, AsBytes(payload), 0).ok());
+    mqtt_bytes += 2 + 2 + topic.size() + 1 + payload.size();
+    if (i == kMessages / 2 - 1) {
+      ASSERT_TRUE(publisher->Publish("records/big", AsBytes(big), 0).ok());
+      mqtt_bytes += 4 + 2 + 11 + 1 + big.size();
+    }
+  }
+  ASSERT_TRUE(RunUntil([&] { return rp.messages.size() == kMessages + 1; }, 30s))
+      << rp.messages.size() << " of " << kMessages + 1 << " arrived";
+  const uint64_t sent = SentTo(tls_port_).at(fd).bytes - bytes_before;
+  // A record per packet: 44 KB over the packets' own bytes. Together: 4 records of the 40 KiB
+  // packet, and 1 per 16 KiB of the rest.
+  EXPECT_GE(sent, mqtt_bytes);
+  EXPECT_LT(sent - mqtt_bytes, kMessages * kRecordOverhead / 10)
+      << sent << " bytes sent for " << mqtt_bytes << " bytes of packets";
+  std::vector<Message> numbered = rp.messages;
+  ASSERT_EQ(numbered[kMessages / 2].topic, "records/big") << "the large packet in its place";
+  EXPECT_EQ(numbered[kMessages / 2].payload.size(), big.size());
+  numbered.erase(numbered.begin() + kMessages / 2);
+  ExpectNumbered(numbered, "records", kMessages);
+
+  ASSERT_TRUE(publisher->Publish("records/last", AsBytes("last"), 0).ok());
+  publisher->Stop();
+  ASSERT_TRUE(RunUntil([&] { return pp.closed && rp.messages.size() == kMessages + 2; }))
+      << "the publish before the DISCONNECT arrived: " << (rp.messages.size() == kMessages + 2);
+  EXPECT_EQ(pp.last_disconnect, 0);
+}
+
 // A write that fails under a publish is the connection's failure, not the message's: callers
 // such as the forwarder drop a message whose publish says kInvalidArgument ("can never be
 // sent"). The socket's sending side is shut, a publish fills the client's buffer past its cap,
@@ -423,7 +482,7 @@ TEST_F(UvMqttClientTest, PlainWritesGoOutTogether) {
 TEST_F(UvMqttClientTest, APublishOnAFailedSocketIsUnavailable) {
   Probe p;
   int fd = -1;
-  UvMqttClient* c = ConnectedPlain("failing", &p, &fd);
+  UvMqttClient* c = Connected(Plain("failing"), &p, &fd);
   ASSERT_GE(fd, 0) << "the client's socket";
   ASSERT_EQ(shutdown(fd, SHUT_WR), 0);
 
