@@ -194,6 +194,10 @@ class CoalescingWriter {
     if (bio == nullptr) return nullptr;
     auto* w = new CoalescingWriter(bio, fd, slot);
     w->ssl_ = ssl;
+    // OpenSSL may still hold a record of a write it said would block (libmosquitto resends
+    // what was in flight as soon as CONNACK arrives, before the writer is here): it wants that
+    // same write again, so writes go to it until one goes through.
+    w->retrying_ = true;
     BIO_set_data(bio, w);
     BIO_set_init(bio, 1);
     SSL_set0_wbio(ssl, bio);  // the SSL now owns it; our destroy runs from SSL_free
@@ -262,10 +266,15 @@ class CoalescingWriter {
       const int ok = SSL_write_ex(ssl_, plain_.data(), plain_.size(), &written);
       sealing_ = false;
       if (ok <= 0 || written != plain_.size()) {
-        // Only a broken connection refuses. Fail as its socket would; leave nothing on this
-        // thread's OpenSSL error queue for the next SSL_get_error of another connection.
+        // The BIO takes every record, so OpenSSL refused for a reason of its own (a broken
+        // TLS state, no memory). libmosquitto believes these packets sent: end the connection
+        // now, so that it reconnects and sends again what awaits an acknowledgement, instead of
+        // waiting for answers that cannot come. Leave nothing on this thread's OpenSSL error
+        // queue for the next SSL_get_error of another connection.
         ERR_clear_error();
         failed_ = true;
+        error_ = EPROTO;
+        shutdown(fd_, SHUT_RDWR);
       }
     }
     plain_.clear();
@@ -472,7 +481,10 @@ CoalescingWriter* CoalescingWriter::InstallPlain(int fd, CoalescingWriter** slot
 }
 
 void CoalescingWriter::Release() {
-  Flush();
+  // TLS: from SSL_free, where the SSL is half gone; libmosquitto shuts TLS down first (which
+  // encrypts what was kept) unless TLS is broken, and then what was kept cannot go anyway.
+  plain_.clear();
+  FlushSocket();
   if (bio_ == nullptr && PlainWriterFor(fd_) == this) {
     plain_writers[fd_] = nullptr;
     if (--plain_writer_count == 0) {

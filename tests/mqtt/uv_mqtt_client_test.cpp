@@ -11,11 +11,13 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -473,6 +475,47 @@ TEST_F(UvMqttClientTest, TlsPacketsShareRecords) {
   ASSERT_TRUE(RunUntil([&] { return pp.closed && rp.messages.size() == kMessages + 2; }))
       << "the publish before the DISCONNECT arrived: " << (rp.messages.size() == kMessages + 2);
   EXPECT_EQ(pp.last_disconnect, 0);
+}
+
+// As soon as CONNACK arrives, libmosquitto sends again everything that awaits an
+// acknowledgement, with libssl's own SSL_write: the connection's writer is not there yet. When
+// that burst fills the socket, OpenSSL keeps a record and wants the same write again. The writer
+// installed just after must let that write through to OpenSSL, not keep it to encrypt later
+// (OpenSSL would refuse the later write as a bad retry, and the connection would die at every
+// reconnect). 600 publishes of 16,000 bytes (each small enough to be kept) are in flight while
+// the broker is stopped, the connection breaks, and when the broker is back every message
+// arrives after that one reconnect.
+TEST_F(UvMqttClientTest, InFlightResentAfterReconnectGetsThroughOverTls) {
+  constexpr int kMessages = 600;
+  broker_.process().Stop();
+  broker_ = Broker::Start(dir_.path(), BrokerConfig() + "max_inflight_messages 1000\n",
+                          {plain_port_, tls_port_});
+  Probe rp;
+  Subscriber("burst-receiver", &rp, "burst/#", 1);
+  Probe pp;
+  int fd = -1;
+  ClientOptions o = Tls("burst-publisher");
+  o.send_maximum = 1000;
+  UvMqttClient* publisher = Connected(o, &pp, &fd);
+  ASSERT_GE(fd, 0) << "the publisher's socket";
+
+  broker_.process().Signal(SIGSTOP);
+  const std::string filler(16000, 'p');
+  for (int i = 0; i < kMessages; ++i) {
+    ASSERT_TRUE(publisher->Publish("burst/" + std::to_string(i), AsBytes(filler), 1).ok());
+  }
+  RunUntil([] { return false; }, 300ms);  // the socket takes what it can, then is full
+  ASSERT_EQ(shutdown(fd, SHUT_RDWR), 0);  // the connection breaks while the broker is stopped
+  ASSERT_TRUE(RunUntil([&] { return pp.disconnects == 1; })) << "the break is seen";
+  broker_.process().Signal(SIGCONT);
+
+  std::set<std::string> arrived;
+  ASSERT_TRUE(RunUntil([&] {
+    for (const Message& m : rp.messages) arrived.insert(m.topic);
+    return arrived.size() == kMessages;
+  }, 60s)) << arrived.size() << " of " << kMessages << " arrived; disconnects " << pp.disconnects;
+  EXPECT_EQ(pp.disconnects, 1) << "one reconnect did it";
+  EXPECT_TRUE(publisher->connected());
 }
 
 // A write that fails under a publish is the connection's failure, not the message's: callers
