@@ -30,9 +30,20 @@ bool SameConnection(const policies::Upstream& a, const policies::Upstream& b) {
          a.device_key_dir == b.device_key_dir && a.protocol == b.protocol;
 }
 
+// Whether a pending message is in the outbox. A message submitted while its upstream has nothing
+// unread in the outbox is taken into memory at once and sent before its commit; if the upstream
+// acknowledges it first, it is never written (the commit still holds the broker's PUBACK until
+// then, so a crash loses nothing: the broker delivers it again).
+enum class Stored : uint8_t {
+  kNo,          // only in memory; its batch has not gone to a commit yet
+  kCommitting,  // its batch's commit is writing it
+  kYes,         // in the outbox (read from it, or written by a commit)
+};
+
 struct PendingMessage {
   storage::OutboxMessage message;
   bool in_flight = false;
+  Stored stored = Stored::kYes;
 };
 
 struct UpstreamState {
@@ -40,13 +51,16 @@ struct UpstreamState {
   policies::Upstream config;
   std::unique_ptr<UpstreamConnection> connection;
   bool routed = false;
-  std::map<uint64_t, PendingMessage> pending;  // read from the outbox, not yet removed
+  std::map<uint64_t, PendingMessage> pending;  // to be sent or acknowledged, by seq
   uint64_t read_after = 0;                     // highest seq read into `pending`
   bool maybe_more = true;                      // the outbox may hold seqs > read_after
   size_t in_flight = 0;
   // Every pending message below it is in flight: Pump starts looking here, not at the front of
   // a window's worth of messages that wait for their acknowledgement.
   uint64_t scan_from = 0;
+  // Submitted messages that go the outbox's way (not taken into memory) and are not yet in the
+  // outbox: until they are read from it, later ones must not overtake them by going to memory.
+  size_t spilled = 0;
   // Acknowledged (or dropped) but their removal not committed yet: still in the outbox, so a
   // re-read from the start (Resync) must not send them again.
   std::set<uint64_t> removing;
@@ -59,6 +73,13 @@ struct Submission {
   Bytes payload;
   int qos = 1;
   SubmitDone done;
+  // Decided on the loop when submitted.
+  std::string route;       // empty: not routed
+  uint64_t seq = 0;        // its place in the route's outbox
+  int64_t ts = 0;
+  bool in_memory = false;  // also pending in memory (Stored::kNo until its commit)
+  bool spilled = false;    // counted in its upstream's `spilled`
+  bool elided = false;     // in memory and acknowledged before its commit: not written
 };
 
 }  // namespace
@@ -79,6 +100,8 @@ struct Forwarder::Impl {
   std::vector<std::pair<std::string, uint64_t>> removals;  // acknowledged, not yet committed
   std::unordered_map<std::string, DeviceContext> devices;
   std::unordered_set<std::string> devices_looked_up;
+  // Per upstream, the seq the next submission gets (the Forwarder is the outbox's only writer).
+  std::unordered_map<std::string, uint64_t> next_seq;
 
   internal::UvTimer batch_timer;
   bool batch_due = false;  // the batch timer fired while a commit ran
@@ -202,8 +225,76 @@ struct Forwarder::Impl {
       if (done) done(MakeError(ErrorCode::kUnavailable, "forwarder is stopping"));
       return;
     }
+    // The group, for the route and the topic templates: what Submit says, else the device record's.
+    const DeviceContext& ctx = Context(s.device_id);
+    if (s.group.empty()) {
+      s.group = ctx.group;
+    } else {
+      devices[s.device_id].group = s.group;
+    }
+    const policies::Group* g = policy->FindGroup(s.group);
+    s.route = g == nullptr ? std::string() : g->route;
+    s.ts = UnixNow();
+    if (!s.route.empty()) {
+      auto seq = TakeSeq(s.route);
+      if (!seq.ok()) {
+        auto done = std::move(s.done);
+        if (done) done(seq.error());
+        return;
+      }
+      s.seq = *seq;
+      TakeIntoMemory(s);
+    }
     batch.push_back(std::move(s));
     ScheduleFlush();
+  }
+
+  Result<uint64_t> TakeSeq(const std::string& route) {
+    auto it = next_seq.find(route);
+    if (it == next_seq.end()) {
+      ET_ASSIGN_OR_RETURN(auto txn, store->BeginRead());
+      ET_ASSIGN_OR_RETURN(uint64_t first, storage::OutboxNextSeq(txn, route));
+      it = next_seq.emplace(route, first).first;
+    }
+    return it->second++;
+  }
+
+  // A submission goes to memory (and is sent now) when nothing of its upstream waits in the
+  // outbox unread, so that it cannot overtake an earlier message; else the outbox's way.
+  void TakeIntoMemory(Submission& s) {
+    auto it = upstreams.find(s.route);
+    if (it == upstreams.end()) return;  // started once its first messages are in the outbox
+    UpstreamState& u = *it->second;
+    if (u.maybe_more || u.spilled > 0 || u.pending.size() >= options.read_ahead) {
+      u.spilled++;
+      s.spilled = true;
+      return;
+    }
+    storage::OutboxMessage m;
+    m.seq = s.seq;
+    m.upstream = s.route;
+    m.device_id = s.device_id;
+    m.channel = s.channel;
+    m.payload = s.payload;
+    m.qos = static_cast<uint8_t>(std::clamp(s.qos, 0, 2));
+    m.ts = s.ts;
+    u.pending.emplace(s.seq, PendingMessage{std::move(m), false, Stored::kNo});
+    u.read_after = std::max(u.read_after, s.seq);
+    u.scan_from = std::min(u.scan_from, s.seq);
+    s.in_memory = true;
+    Pump(u);
+  }
+
+  // A pending message is done with (acknowledged, or never sendable): gone from memory, and
+  // from the outbox with the next commit if it is there.
+  std::map<uint64_t, PendingMessage>::iterator Finished(UpstreamState& u,
+                                                        std::map<uint64_t, PendingMessage>::iterator it) {
+    if (it->second.stored != Stored::kNo) {
+      removals.emplace_back(u.name, it->first);
+      u.removing.insert(it->first);
+      ScheduleFlush();
+    }
+    return u.pending.erase(it);
   }
 
   void ScheduleFlush() {
@@ -245,7 +336,6 @@ struct Forwarder::Impl {
     storage::Store* store = nullptr;
     std::shared_ptr<const policies::Policy> policy;
     std::vector<Submission> work;
-    std::vector<std::string> routes;  // per submission; empty: not routed
     std::vector<std::pair<std::string, uint64_t>> removing;
     std::vector<std::function<void(Status)>> waiters;  // WhenCommitted callers
     // Results, written by the worker.
@@ -275,9 +365,13 @@ struct Forwarder::Impl {
       const uint64_t max_bytes = policy->queue.max_bytes;
       for (size_t i = 0; i < work.size(); ++i) {
         Submission& s = work[i];
-        const std::string& route = routes[i];
+        const std::string& route = s.route;
         if (route.empty()) {
           ++unrouted_delta;
+          continue;
+        }
+        if (s.elided) {
+          delta[route].queued++;
           continue;
         }
         const uint64_t size = s.payload.size();
@@ -302,10 +396,11 @@ struct Forwarder::Impl {
         m.channel = s.channel;
         m.payload = std::move(s.payload);
         m.qos = static_cast<uint8_t>(std::clamp(s.qos, 0, 2));
-        m.ts = UnixNow();
-        ET_RETURN_IF_ERROR(storage::OutboxAppend(txn, route, m));
+        m.ts = s.ts;
+        ET_RETURN_IF_ERROR(storage::OutboxAppendAt(txn, route, s.seq, m));
         delta[route].queued++;
-        appended.insert(route);
+        delta[route].written++;
+        if (!s.in_memory) appended.insert(route);
       }
       return txn.Commit();
     }
@@ -334,11 +429,14 @@ struct Forwarder::Impl {
     removals.clear();
     job->waiters = std::move(waiters);
     waiters.clear();
-    job->routes.reserve(job->work.size());
     for (Submission& s : job->work) {
-      if (s.group.empty()) s.group = Context(s.device_id).group;
-      const policies::Group* g = policy->FindGroup(s.group);
-      job->routes.push_back(g == nullptr ? std::string() : g->route);
+      if (!s.in_memory) continue;
+      PendingMessage* p = FindPending(s.route, s.seq);
+      if (p == nullptr) {
+        s.elided = true;  // acknowledged already (or dropped as never sendable)
+      } else {
+        p->stored = Stored::kCommitting;
+      }
     }
     return job;
   }
@@ -406,9 +504,43 @@ struct Forwarder::Impl {
     return true;
   }
 
+  PendingMessage* FindPending(const std::string& route, uint64_t seq) {
+    auto u = upstreams.find(route);
+    if (u == upstreams.end()) return nullptr;
+    auto it = u->second->pending.find(seq);
+    return it == u->second->pending.end() ? nullptr : &it->second;
+  }
+
   // On the loop, after the job's transaction committed or failed.
   void Apply(CommitJob& job) {
     job.applied = true;
+    for (const Submission& s : job.work) {
+      if (!s.spilled) continue;
+      if (auto u = upstreams.find(s.route); u != upstreams.end() && u->second->spilled > 0) {
+        u->second->spilled--;
+      }
+    }
+    for (size_t i = 0; i < job.work.size(); ++i) {
+      const Submission& s = job.work[i];
+      if (!s.in_memory || s.elided) continue;
+      auto u = upstreams.find(s.route);
+      if (u == upstreams.end()) continue;
+      auto it = u->second->pending.find(s.seq);
+      if (it == u->second->pending.end()) continue;
+      if (!job.failure.ok()) {
+        // Not written: it stays in memory only (the broker, not acknowledged, delivers it again).
+        it->second.stored = Stored::kNo;
+      } else if (!job.results[i].ok()) {
+        // Refused (queue full): not the upstream's to deliver, unless already on its way.
+        if (!it->second.in_flight) {
+          u->second->pending.erase(it);
+        } else {
+          it->second.stored = Stored::kNo;
+        }
+      } else {
+        it->second.stored = Stored::kYes;
+      }
+    }
     if (!job.failure.ok()) {
       // Nothing of this batch happened; acknowledged removals are retried with the next one.
       for (auto& r : job.removing) removals.push_back(std::move(r));
@@ -428,11 +560,9 @@ struct Forwarder::Impl {
     for (const auto& [name, d] : job.delta) {
       UpstreamCounters& c = counters[name];
       c.queued += d.queued;
+      c.written += d.written;
       c.dropped += d.dropped;
       c.refused += d.refused;
-    }
-    for (const Submission& s : job.work) {
-      if (!s.group.empty()) devices[s.device_id].group = s.group;
     }
     for (const auto& name : job.resync) {
       if (auto it = upstreams.find(name); it != upstreams.end()) Resync(*it->second);
@@ -464,7 +594,9 @@ struct Forwarder::Impl {
 
   // Dropped messages are gone from the outbox: forget what was read but not sent, read again.
   void Resync(UpstreamState& u) {
-    std::erase_if(u.pending, [](const auto& kv) { return !kv.second.in_flight; });
+    std::erase_if(u.pending, [](const auto& kv) {
+      return !kv.second.in_flight && kv.second.stored == Stored::kYes;  // the rest is not in the outbox
+    });
     u.read_after = 0;
     u.scan_from = 0;
     u.maybe_more = true;
@@ -501,7 +633,6 @@ struct Forwarder::Impl {
     Refill(u);
     std::unordered_set<std::string> blocked;  // devices with an unsent earlier message
     bool retry = false;
-    bool removed = false;
     std::optional<uint64_t> first_unsent;  // the first message this pass leaves unsent
     auto it = u.pending.lower_bound(u.scan_from);
     // Where the next pass starts: below it, everything is in flight.
@@ -529,10 +660,7 @@ struct Forwarder::Impl {
           ++it;
         } else {
           counters[u.name].acked++;
-          removals.emplace_back(u.name, it->first);
-          u.removing.insert(it->first);
-          removed = true;
-          it = u.pending.erase(it);
+          it = Finished(u, it);
         }
         continue;
       }
@@ -542,15 +670,12 @@ struct Forwarder::Impl {
           std::fprintf(stderr, "forwarding: upstream '%s' drops message %llu of %s: %s\n",
                        u.name.c_str(), static_cast<unsigned long long>(it->first),
                        p.message.device_id.c_str(), sent.error().message.c_str());
-          removals.emplace_back(u.name, it->first);
-          u.removing.insert(it->first);
-          removed = true;
-          it = u.pending.erase(it);
+          it = Finished(u, it);
           continue;
         case ErrorCode::kUnavailable:
           if (!u.connection->ready()) {  // whole upstream down: on_ready resumes
             u.scan_from = scanned();
-            return Finish(u, removed, retry);
+            return Finish(u, retry);
           }
           break;
         default:
@@ -562,11 +687,10 @@ struct Forwarder::Impl {
       ++it;
     }
     u.scan_from = scanned();
-    Finish(u, removed, retry);
+    Finish(u, retry);
   }
 
-  void Finish(UpstreamState& u, bool removed, bool retry) {
-    if (removed) ScheduleFlush();
+  void Finish(UpstreamState& u, bool retry) {
     if (retry && !retry_timer.active()) {
       retry_timer.Start(static_cast<uint64_t>(options.retry_delay.count()));
     }
@@ -586,17 +710,14 @@ struct Forwarder::Impl {
     UpstreamState& u = *uit->second;
     auto it = u.pending.find(seq);
     if (it == u.pending.end() || !it->second.in_flight) return;
-    u.pending.erase(it);
     --u.in_flight;
+    Finished(u, it);
     UpstreamCounters& c = counters[name];
     if (accepted) {
       c.acked++;
     } else {
       c.rejected++;
     }
-    removals.emplace_back(name, seq);
-    u.removing.insert(seq);
-    ScheduleFlush();
     Pump(u);
   }
 

@@ -693,6 +693,11 @@ void Gateway::WatchUpstreams() {
     log_.Info("outbox_kept", {{"upstream", name}, {"messages", Num(usage->count)},
                               {"bytes", Num(usage->bytes)}});
   }
+  for (const auto& [name, c] : forwarder_->counters()) {
+    log_.Info("upstream_totals", {{"upstream", name}, {"queued", Num(c.queued)},
+                                  {"written", Num(c.written)}, {"acked", Num(c.acked)},
+                                  {"dropped", Num(c.dropped)}, {"refused", Num(c.refused)}});
+  }
   forwarder_->Stop();
   log_.Info("forwarding_stopped", {{"queued", Num(left)}});
   CloseHandles();

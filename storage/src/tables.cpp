@@ -536,11 +536,10 @@ std::string OutboxKey(std::string_view upstream, uint64_t seq) {
 }
 }  // namespace
 
-Result<uint64_t> OutboxAppend(WriteTxn& txn, std::string_view upstream, const OutboxMessage& msg) {
-  ET_RETURN_IF_ERROR(CheckName(upstream, "upstream name"));
+namespace {
+Status PutOutboxMessage(WriteTxn& txn, std::string_view upstream, OutboxMeta meta, uint64_t seq,
+                        const OutboxMessage& msg) {
   ET_ASSIGN_OR_RETURN(MDB_txn * raw, ReadHandle(txn));
-  ET_ASSIGN_OR_RETURN(OutboxMeta meta, ReadOutboxMeta(txn, upstream));
-  const uint64_t seq = meta.next_seq;
   OutboxMessage copy = msg;
   if (copy.ts == 0) copy.ts = UnixNow();
   std::string k = OutboxKey(upstream, seq);
@@ -549,8 +548,34 @@ Result<uint64_t> OutboxAppend(WriteTxn& txn, std::string_view upstream, const Ou
   meta.next_seq = seq + 1;
   meta.usage.count += 1;
   meta.usage.bytes += msg.payload.size();
-  ET_RETURN_IF_ERROR(WriteOutboxMeta(txn, upstream, meta));
+  return WriteOutboxMeta(txn, upstream, meta);
+}
+}  // namespace
+
+Result<uint64_t> OutboxAppend(WriteTxn& txn, std::string_view upstream, const OutboxMessage& msg) {
+  ET_RETURN_IF_ERROR(CheckName(upstream, "upstream name"));
+  ET_ASSIGN_OR_RETURN(OutboxMeta meta, ReadOutboxMeta(txn, upstream));
+  const uint64_t seq = meta.next_seq;
+  ET_RETURN_IF_ERROR(PutOutboxMessage(txn, upstream, meta, seq, msg));
   return seq;
+}
+
+Status OutboxAppendAt(WriteTxn& txn, std::string_view upstream, uint64_t seq,
+                      const OutboxMessage& msg) {
+  ET_RETURN_IF_ERROR(CheckName(upstream, "upstream name"));
+  ET_ASSIGN_OR_RETURN(OutboxMeta meta, ReadOutboxMeta(txn, upstream));
+  if (seq < meta.next_seq || seq == UINT64_MAX) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "outbox of '" + std::string(upstream) + "': seq " + std::to_string(seq) +
+                         " is below the next one, " + std::to_string(meta.next_seq));
+  }
+  return PutOutboxMessage(txn, upstream, meta, seq, msg);
+}
+
+Result<uint64_t> OutboxNextSeq(const Txn& txn, std::string_view upstream) {
+  ET_RETURN_IF_ERROR(CheckName(upstream, "upstream name"));
+  ET_ASSIGN_OR_RETURN(OutboxMeta meta, ReadOutboxMeta(txn, upstream));
+  return meta.next_seq;
 }
 
 Result<std::vector<OutboxMessage>> OutboxRead(const Txn& txn, std::string_view upstream,

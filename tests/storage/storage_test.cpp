@@ -457,6 +457,23 @@ TEST(Store, OutboxOrderRemoveStatsAndDropOldest) {
     // Seq never goes back, even with an empty queue.
     EXPECT_EQ(*OutboxAppend(w, "aws", OutboxMessage{}), 6u);
     EXPECT_EQ(OutboxAppend(w, "", OutboxMessage{}).error().code, ErrorCode::kInvalidArgument);
+    // A caller that numbers messages itself may leave gaps, never go back.
+    EXPECT_EQ(*OutboxNextSeq(w, "aws"), 7u);
+    EXPECT_EQ(*OutboxNextSeq(w, "nobody"), 1u);
+    OutboxMessage at;
+    at.payload = Bytes(10, 9);
+    ASSERT_OK(OutboxAppendAt(w, "aws", 9, at));
+    EXPECT_EQ(*OutboxNextSeq(w, "aws"), 10u);
+    EXPECT_EQ(OutboxAppendAt(w, "aws", 9, at).error().code, ErrorCode::kInvalidArgument);
+    EXPECT_EQ(OutboxAppendAt(w, "aws", 8, at).error().code, ErrorCode::kInvalidArgument);
+    EXPECT_EQ(*OutboxAppend(w, "aws", OutboxMessage{}), 10u);
+    auto gap = OutboxRead(w, "aws", 6, 100);
+    ASSERT_OK(gap);
+    ASSERT_EQ(gap->size(), 2u);
+    EXPECT_EQ((*gap)[0].seq, 9u);
+    EXPECT_EQ((*gap)[0].payload, at.payload);
+    EXPECT_EQ(OutboxStats(w, "aws")->count, 3u);
+    EXPECT_EQ(OutboxStats(w, "aws")->bytes, 10u);
     ASSERT_OK(w.Commit());
   }
 }

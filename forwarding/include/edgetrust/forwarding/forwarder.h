@@ -6,6 +6,11 @@
 //   outbox ──pump (seq order, ≤ window in flight, per-device order)──► UpstreamConnection
 //          ◄── ack: removed from the outbox (batched into the next WriteTxn)
 //
+// A message submitted while its upstream has nothing unread in the outbox is also taken into
+// memory and sent at once, before its commit; if the upstream acknowledges it before the commit,
+// the commit does not write it (UpstreamCounters::written counts those it does write). Its
+// done(status) still comes after that commit.
+//
 // Delivery is at least once: a message leaves the outbox only when its upstream acknowledged it
 // (QoS 0: when written), so a reconnect or a crash can resend, never lose. Runs on one libuv
 // loop; every method must be called on the loop thread. The Store must outlive the Forwarder
@@ -33,9 +38,14 @@
 namespace edgetrust::forwarding {
 
 struct ForwarderOptions {
-  // A batch commits when its first submission is this old or it holds batch_max messages.
-  std::chrono::milliseconds batch_delay{5};
-  size_t batch_max = 256;
+  // A batch commits when its first submission is this old or it holds batch_max messages. What
+  // its upstream can take at once is sent before the commit, so the delay holds back only the
+  // answer (the broker's PUBACK waits for it), not the delivery; fewer, larger commits cost less
+  // (each is a few page writes and two fsyncs), and a message acknowledged before its commit is
+  // not written at all. batch_max stays below the broker's in-flight limit toward the gateway
+  // (its Receive Maximum, 1024), so that a full batch commits while the broker can still send.
+  std::chrono::milliseconds batch_delay{25};
+  size_t batch_max = 512;
   // Unacknowledged messages per upstream.
   size_t window = 128;
   // Outbox messages held in memory per upstream (read ahead of sending).

@@ -22,7 +22,9 @@ namespace edgetrust::forwarding {
 
 // Per upstream name; kept by the Forwarder across reconnects, policy reloads and re-creation.
 struct UpstreamCounters {
-  uint64_t queued = 0;            // appended to the outbox
+  uint64_t queued = 0;            // accepted into the upstream's queue
+  uint64_t written = 0;           // of those, written to the outbox (the rest were acknowledged
+                                  // before their commit, so never touched the disk)
   uint64_t sent = 0;              // handed to a connection (resends after a reconnect included)
   uint64_t acked = 0;             // acknowledged (QoS 0: written to the socket) and removed
   uint64_t dropped = 0;           // removed unsent from a full queue (on_full: drop_oldest)

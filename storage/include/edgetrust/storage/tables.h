@@ -75,6 +75,12 @@ struct OutboxUsage {
   uint64_t bytes = 0;  // sum of payload sizes
 };
 Result<uint64_t> OutboxAppend(WriteTxn& txn, std::string_view upstream, const OutboxMessage& msg);
+// Appends `msg` as `seq`, for a caller that numbers messages itself (see OutboxNextSeq) and may
+// leave gaps: kInvalidArgument when `seq` is below the queue's next one. The next is then seq + 1.
+Status OutboxAppendAt(WriteTxn& txn, std::string_view upstream, uint64_t seq,
+                      const OutboxMessage& msg);
+// The seq that the next OutboxAppend would give (1 for a queue never used).
+Result<uint64_t> OutboxNextSeq(const Txn& txn, std::string_view upstream);
 // Messages with seq > after_seq, oldest first, at most `max`.
 Result<std::vector<OutboxMessage>> OutboxRead(const Txn& txn, std::string_view upstream,
                                               uint64_t after_seq, size_t max);
