@@ -58,9 +58,6 @@ struct UpstreamState {
   // Every pending message below it is in flight: Pump starts looking here, not at the front of
   // a window's worth of messages that wait for their acknowledgement.
   uint64_t scan_from = 0;
-  // Submitted messages that go the outbox's way (not taken into memory) and are not yet in the
-  // outbox: until they are read from it, later ones must not overtake them by going to memory.
-  size_t spilled = 0;
   // Acknowledged (or dropped) but their removal not committed yet: still in the outbox, so a
   // re-read from the start (Resync) must not send them again.
   std::set<uint64_t> removing;
@@ -78,8 +75,9 @@ struct Submission {
   uint64_t seq = 0;        // its place in the route's outbox
   int64_t ts = 0;
   bool in_memory = false;  // also pending in memory (Stored::kNo until its commit)
-  bool spilled = false;    // counted in its upstream's `spilled`
+  bool spilled = false;    // counted in Impl::spilled
   bool elided = false;     // in memory and acknowledged before its commit: not written
+  Status error = OkStatus();  // could not be queued (its seq could not be read): done(error)
 };
 
 }  // namespace
@@ -102,6 +100,11 @@ struct Forwarder::Impl {
   std::unordered_set<std::string> devices_looked_up;
   // Per upstream, the seq the next submission gets (the Forwarder is the outbox's only writer).
   std::unordered_map<std::string, uint64_t> next_seq;
+  // Per upstream, submitted messages that go the outbox's way (not taken into memory) and whose
+  // commit has not been applied yet: until they are read from the outbox, later ones must not
+  // overtake them by going to memory. Kept here, not in the UpstreamState: a commit may be what
+  // starts the upstream.
+  std::unordered_map<std::string, size_t> spilled;
 
   internal::UvTimer batch_timer;
   bool batch_due = false;  // the batch timer fired while a commit ran
@@ -236,14 +239,12 @@ struct Forwarder::Impl {
     s.route = g == nullptr ? std::string() : g->route;
     s.ts = UnixNow();
     if (!s.route.empty()) {
-      auto seq = TakeSeq(s.route);
-      if (!seq.ok()) {
-        auto done = std::move(s.done);
-        if (done) done(seq.error());
-        return;
+      if (auto seq = TakeSeq(s.route); seq.ok()) {
+        s.seq = *seq;
+        TakeIntoMemory(s);
+      } else {
+        s.error = seq.error();  // answered with the batch, as any other
       }
-      s.seq = *seq;
-      TakeIntoMemory(s);
     }
     batch.push_back(std::move(s));
     ScheduleFlush();
@@ -260,16 +261,20 @@ struct Forwarder::Impl {
   }
 
   // A submission goes to memory (and is sent now) when nothing of its upstream waits in the
-  // outbox unread, so that it cannot overtake an earlier message; else the outbox's way.
+  // outbox unread, so that it cannot overtake an earlier message, and when its commit cannot
+  // refuse it (a refused message must not be delivered); else the outbox's way.
   void TakeIntoMemory(Submission& s) {
     auto it = upstreams.find(s.route);
-    if (it == upstreams.end()) return;  // started once its first messages are in the outbox
-    UpstreamState& u = *it->second;
-    if (u.maybe_more || u.spilled > 0 || u.pending.size() >= options.read_ahead) {
-      u.spilled++;
+    size_t& outbox_way = spilled[s.route];
+    const bool refusable = policy->queue.on_full == policies::QueueFullAction::kRefuse ||
+                           s.payload.size() > policy->queue.max_bytes;
+    if (it == upstreams.end() || it->second->maybe_more || outbox_way > 0 || refusable ||
+        it->second->pending.size() >= options.read_ahead) {
+      outbox_way++;
       s.spilled = true;
       return;
     }
+    UpstreamState& u = *it->second;
     storage::OutboxMessage m;
     m.seq = s.seq;
     m.upstream = s.route;
@@ -366,6 +371,10 @@ struct Forwarder::Impl {
       for (size_t i = 0; i < work.size(); ++i) {
         Submission& s = work[i];
         const std::string& route = s.route;
+        if (!s.error.ok()) {
+          results[i] = s.error;
+          continue;
+        }
         if (route.empty()) {
           ++unrouted_delta;
           continue;
@@ -516,9 +525,7 @@ struct Forwarder::Impl {
     job.applied = true;
     for (const Submission& s : job.work) {
       if (!s.spilled) continue;
-      if (auto u = upstreams.find(s.route); u != upstreams.end() && u->second->spilled > 0) {
-        u->second->spilled--;
-      }
+      if (auto it = spilled.find(s.route); it != spilled.end() && it->second > 0) it->second--;
     }
     for (size_t i = 0; i < job.work.size(); ++i) {
       const Submission& s = job.work[i];
@@ -593,9 +600,20 @@ struct Forwarder::Impl {
   }
 
   // Dropped messages are gone from the outbox: forget what was read but not sent, read again.
+  // Messages only in memory and not sent yet go the outbox's way too: kept in memory, they would
+  // be sent before older ones of their device that are now to be read again.
   void Resync(UpstreamState& u) {
+    for (Submission& s : batch) {
+      if (!s.in_memory || s.route != u.name) continue;
+      auto it = u.pending.find(s.seq);
+      if (it == u.pending.end() || it->second.in_flight || it->second.stored != Stored::kNo) continue;
+      u.pending.erase(it);
+      s.in_memory = false;
+      s.spilled = true;
+      spilled[u.name]++;
+    }
     std::erase_if(u.pending, [](const auto& kv) {
-      return !kv.second.in_flight && kv.second.stored == Stored::kYes;  // the rest is not in the outbox
+      return !kv.second.in_flight && kv.second.stored == Stored::kYes;
     });
     u.read_after = 0;
     u.scan_from = 0;

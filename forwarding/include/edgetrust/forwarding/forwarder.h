@@ -55,7 +55,8 @@ struct ForwarderOptions {
   UpstreamTuning tuning;
 };
 
-// OK: durable in the outbox (or not forwarded at all: the group has no route).
+// OK: durable in the outbox, or acknowledged by its upstream already (or not forwarded at all:
+// the group has no route).
 // kResourceExhausted: the queue is full and the policy says refuse. Anything else: store error.
 using SubmitDone = std::function<void(Status)>;
 
