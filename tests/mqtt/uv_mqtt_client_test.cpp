@@ -240,6 +240,25 @@ class UvMqttClientTest : public ::testing::Test {
   }
 
   // The first `n` messages are `prefix`/i carrying i, in order.
+  // A QoS 0 subscriber to `prefix`/# (plain) and a connected publisher made from `o`; *fd: the
+  // publisher's socket.
+  UvMqttClient* PublisherAndReceiver(ClientOptions o, const std::string& prefix, Probe* pp,
+                                     Probe* rp, int* fd) {
+    Subscriber(prefix + "-receiver", rp, prefix + "/#", 0);
+    return Connected(std::move(o), pp, fd);
+  }
+
+  // A publish right before Stop (and its DISCONNECT) still arrives: the receiver's probe then
+  // holds `received` messages, and the publisher closed cleanly.
+  void PublishThenStop(UvMqttClient* publisher, const Probe& pp, const Probe& rp,
+                       const std::string& topic, size_t received) {
+    ASSERT_TRUE(publisher->Publish(topic, AsBytes("last"), 0).ok());
+    publisher->Stop();
+    ASSERT_TRUE(RunUntil([&] { return pp.closed && rp.messages.size() == received; }))
+        << "the publish before the DISCONNECT arrived: " << (rp.messages.size() == received);
+    EXPECT_EQ(pp.last_disconnect, 0);
+  }
+
   static void ExpectNumbered(const std::vector<Message>& messages, const std::string& prefix, int n) {
     ASSERT_GE(messages.size(), static_cast<size_t>(n));
     for (int i = 0; i < n; ++i) {
@@ -397,11 +416,9 @@ TEST_F(UvMqttClientTest, PlainReadsTakeWhatTheSocketHolds) {
 // after a publish does not lose that publish.
 TEST_F(UvMqttClientTest, PlainWritesGoOutTogether) {
   constexpr int kMessages = 2000;
-  Probe rp;
-  Subscriber("together-receiver", &rp, "together/#", 0);
-  Probe pp;
+  Probe rp, pp;
   int fd = -1;
-  UvMqttClient* publisher = Connected(Plain("together-publisher"), &pp, &fd);
+  UvMqttClient* publisher = PublisherAndReceiver(Plain("together-publisher"), "together", &pp, &rp, &fd);
   ASSERT_GE(fd, 0) << "the publisher's socket";
   const uint32_t segments_before = SentTo(plain_port_).at(fd).segments;
 
@@ -420,11 +437,7 @@ TEST_F(UvMqttClientTest, PlainWritesGoOutTogether) {
   EXPECT_LE(segments, 10u) << segments << " TCP segments";
   ExpectNumbered(rp.messages, "together", kMessages);
 
-  ASSERT_TRUE(publisher->Publish("together/last", AsBytes("last"), 0).ok());
-  publisher->Stop();
-  ASSERT_TRUE(RunUntil([&] { return pp.closed && rp.messages.size() == kMessages + 1; }))
-      << "the publish before the DISCONNECT arrived: " << (rp.messages.size() == kMessages + 1);
-  EXPECT_EQ(pp.last_disconnect, 0);
+  PublishThenStop(publisher, pp, rp, "together/last", kMessages + 1);
 }
 
 // libmosquitto makes one SSL_write per packet, and OpenSSL a record of each: 22 bytes more per
@@ -436,11 +449,9 @@ TEST_F(UvMqttClientTest, PlainWritesGoOutTogether) {
 TEST_F(UvMqttClientTest, TlsPacketsShareRecords) {
   constexpr int kMessages = 2000;
   constexpr size_t kRecordOverhead = 22;  // TLS 1.3: header 5, content type 1, AEAD tag 16
-  Probe rp;
-  Subscriber("records-receiver", &rp, "records/#", 0);
-  Probe pp;
+  Probe rp, pp;
   int fd = -1;
-  UvMqttClient* publisher = Connected(Tls("records-publisher"), &pp, &fd);
+  UvMqttClient* publisher = PublisherAndReceiver(Tls("records-publisher"), "records", &pp, &rp, &fd);
   ASSERT_GE(fd, 0) << "the publisher's socket";
   const uint64_t bytes_before = SentTo(tls_port_).at(fd).bytes;
 
@@ -470,11 +481,7 @@ TEST_F(UvMqttClientTest, TlsPacketsShareRecords) {
   numbered.erase(numbered.begin() + kMessages / 2);
   ExpectNumbered(numbered, "records", kMessages);
 
-  ASSERT_TRUE(publisher->Publish("records/last", AsBytes("last"), 0).ok());
-  publisher->Stop();
-  ASSERT_TRUE(RunUntil([&] { return pp.closed && rp.messages.size() == kMessages + 2; }))
-      << "the publish before the DISCONNECT arrived: " << (rp.messages.size() == kMessages + 2);
-  EXPECT_EQ(pp.last_disconnect, 0);
+  PublishThenStop(publisher, pp, rp, "records/last", kMessages + 2);
 }
 
 // As soon as CONNACK arrives, libmosquitto sends again everything that awaits an
