@@ -30,20 +30,14 @@ bool SameConnection(const policies::Upstream& a, const policies::Upstream& b) {
          a.device_key_dir == b.device_key_dir && a.protocol == b.protocol;
 }
 
-// Whether a pending message is in the outbox. A message submitted while its upstream has nothing
-// unread in the outbox is taken into memory at once and sent before its commit; if the upstream
-// acknowledges it first, it is never written (the commit still holds the broker's PUBACK until
-// then, so a crash loses nothing: the broker delivers it again).
-enum class Stored : uint8_t {
-  kNo,          // only in memory; its batch has not gone to a commit yet
-  kCommitting,  // its batch's commit is writing it
-  kYes,         // in the outbox (read from it, or written by a commit)
-};
-
 struct PendingMessage {
   storage::OutboxMessage message;
   bool in_flight = false;
-  Stored stored = Stored::kYes;
+  // In the outbox, or being written to it. A message submitted while its upstream has nothing
+  // unread in the outbox is taken into memory at once (not stored) and sent before its commit;
+  // if the upstream acknowledges it first, it is never written (the commit still holds the
+  // broker's PUBACK until then, so a crash loses nothing: the broker delivers it again).
+  bool stored = true;
 };
 
 struct UpstreamState {
@@ -74,11 +68,28 @@ struct Submission {
   std::string route;       // empty: not routed
   uint64_t seq = 0;        // its place in the route's outbox
   int64_t ts = 0;
-  bool in_memory = false;  // also pending in memory (Stored::kNo until its commit)
+  bool in_memory = false;  // also pending in memory (not stored until its commit)
   bool spilled = false;    // counted in Impl::spilled
   bool elided = false;     // in memory and acknowledged before its commit: not written
   Status error = OkStatus();  // could not be queued (its seq could not be read): done(error)
 };
+
+// The outbox message a submission makes, with `payload` (a copy for memory, the submission's own
+// for its commit).
+storage::OutboxMessage ToOutbox(const Submission& s, Bytes payload) {
+  storage::OutboxMessage m;
+  m.device_id = s.device_id;
+  m.channel = s.channel;
+  m.payload = std::move(payload);
+  m.qos = static_cast<uint8_t>(std::clamp(s.qos, 0, 2));
+  m.ts = s.ts;
+  return m;
+}
+
+// Whether a commit may refuse a message of this size: it checks the queue's room then.
+bool MayRefuse(const policies::Policy& policy, uint64_t size) {
+  return policy.queue.on_full == policies::QueueFullAction::kRefuse || size > policy.queue.max_bytes;
+}
 
 }  // namespace
 
@@ -229,11 +240,11 @@ struct Forwarder::Impl {
       return;
     }
     // The group, for the route and the topic templates: what Submit says, else the device record's.
-    const DeviceContext& ctx = Context(s.device_id);
+    DeviceContext& ctx = Context(s.device_id);
     if (s.group.empty()) {
       s.group = ctx.group;
     } else {
-      devices[s.device_id].group = s.group;
+      ctx.group = s.group;
     }
     const policies::Group* g = policy->FindGroup(s.group);
     s.route = g == nullptr ? std::string() : g->route;
@@ -266,24 +277,17 @@ struct Forwarder::Impl {
   void TakeIntoMemory(Submission& s) {
     auto it = upstreams.find(s.route);
     size_t& outbox_way = spilled[s.route];
-    const bool refusable = policy->queue.on_full == policies::QueueFullAction::kRefuse ||
-                           s.payload.size() > policy->queue.max_bytes;
-    if (it == upstreams.end() || it->second->maybe_more || outbox_way > 0 || refusable ||
-        it->second->pending.size() >= options.read_ahead) {
+    if (it == upstreams.end() || it->second->maybe_more || outbox_way > 0 ||
+        MayRefuse(*policy, s.payload.size()) || it->second->pending.size() >= options.read_ahead) {
       outbox_way++;
       s.spilled = true;
       return;
     }
     UpstreamState& u = *it->second;
-    storage::OutboxMessage m;
+    storage::OutboxMessage m = ToOutbox(s, s.payload);
     m.seq = s.seq;
     m.upstream = s.route;
-    m.device_id = s.device_id;
-    m.channel = s.channel;
-    m.payload = s.payload;
-    m.qos = static_cast<uint8_t>(std::clamp(s.qos, 0, 2));
-    m.ts = s.ts;
-    u.pending.emplace(s.seq, PendingMessage{std::move(m), false, Stored::kNo});
+    u.pending.emplace(s.seq, PendingMessage{std::move(m), false, false});
     u.read_after = std::max(u.read_after, s.seq);
     u.scan_from = std::min(u.scan_from, s.seq);
     s.in_memory = true;
@@ -294,7 +298,7 @@ struct Forwarder::Impl {
   // from the outbox with the next commit if it is there.
   std::map<uint64_t, PendingMessage>::iterator Finished(UpstreamState& u,
                                                         std::map<uint64_t, PendingMessage>::iterator it) {
-    if (it->second.stored != Stored::kNo) {
+    if (it->second.stored) {
       removals.emplace_back(u.name, it->first);
       u.removing.insert(it->first);
       ScheduleFlush();
@@ -311,7 +315,7 @@ struct Forwarder::Impl {
   }
 
   // Group, model and manufacturer for topic templates: the device record, else what Submit said.
-  const DeviceContext& Context(const std::string& device_id) {
+  DeviceContext& Context(const std::string& device_id) {
     DeviceContext& ctx = devices[device_id];
     if (devices_looked_up.insert(device_id).second) {
       auto txn = store->BeginRead();
@@ -384,7 +388,7 @@ struct Forwarder::Impl {
           continue;
         }
         const uint64_t size = s.payload.size();
-        if (policy->queue.on_full == policies::QueueFullAction::kRefuse || size > max_bytes) {
+        if (MayRefuse(*policy, size)) {
           ET_ASSIGN_OR_RETURN(storage::OutboxUsage usage, storage::OutboxStats(txn, route));
           if (usage.bytes + size > max_bytes) {
             delta[route].refused++;
@@ -400,12 +404,7 @@ struct Forwarder::Impl {
             resync.insert(route);
           }
         }
-        storage::OutboxMessage m;
-        m.device_id = s.device_id;
-        m.channel = s.channel;
-        m.payload = std::move(s.payload);
-        m.qos = static_cast<uint8_t>(std::clamp(s.qos, 0, 2));
-        m.ts = s.ts;
+        const storage::OutboxMessage m = ToOutbox(s, std::move(s.payload));
         ET_RETURN_IF_ERROR(storage::OutboxAppendAt(txn, route, s.seq, m));
         delta[route].queued++;
         delta[route].written++;
@@ -444,7 +443,7 @@ struct Forwarder::Impl {
       if (p == nullptr) {
         s.elided = true;  // acknowledged already (or dropped as never sendable)
       } else {
-        p->stored = Stored::kCommitting;
+        p->stored = true;  // this commit writes it
       }
     }
     return job;
@@ -524,28 +523,12 @@ struct Forwarder::Impl {
   void Apply(CommitJob& job) {
     job.applied = true;
     for (const Submission& s : job.work) {
-      if (!s.spilled) continue;
-      if (auto it = spilled.find(s.route); it != spilled.end() && it->second > 0) it->second--;
-    }
-    for (size_t i = 0; i < job.work.size(); ++i) {
-      const Submission& s = job.work[i];
-      if (!s.in_memory || s.elided) continue;
-      auto u = upstreams.find(s.route);
-      if (u == upstreams.end()) continue;
-      auto it = u->second->pending.find(s.seq);
-      if (it == u->second->pending.end()) continue;
-      if (!job.failure.ok()) {
+      if (s.spilled) {
+        if (auto it = spilled.find(s.route); it != spilled.end() && it->second > 0) it->second--;
+      } else if (s.in_memory && !s.elided && !job.failure.ok()) {
         // Not written: it stays in memory only (the broker, not acknowledged, delivers it again).
-        it->second.stored = Stored::kNo;
-      } else if (!job.results[i].ok()) {
-        // Refused (queue full): not the upstream's to deliver, unless already on its way.
-        if (!it->second.in_flight) {
-          u->second->pending.erase(it);
-        } else {
-          it->second.stored = Stored::kNo;
-        }
-      } else {
-        it->second.stored = Stored::kYes;
+        // (A message in memory cannot be refused: MayRefuse keeps those out.)
+        if (PendingMessage* p = FindPending(s.route, s.seq)) p->stored = false;
       }
     }
     if (!job.failure.ok()) {
@@ -606,14 +589,14 @@ struct Forwarder::Impl {
     for (Submission& s : batch) {
       if (!s.in_memory || s.route != u.name) continue;
       auto it = u.pending.find(s.seq);
-      if (it == u.pending.end() || it->second.in_flight || it->second.stored != Stored::kNo) continue;
+      if (it == u.pending.end() || it->second.in_flight || it->second.stored) continue;
       u.pending.erase(it);
       s.in_memory = false;
       s.spilled = true;
       spilled[u.name]++;
     }
     std::erase_if(u.pending, [](const auto& kv) {
-      return !kv.second.in_flight && kv.second.stored == Stored::kYes;
+      return !kv.second.in_flight && kv.second.stored;
     });
     u.read_after = 0;
     u.scan_from = 0;

@@ -4,11 +4,11 @@
 // handle; all state changes are decided there, never inside libmosquitto's callbacks.
 #include "edgetrust/mqtt/uv_mqtt_client.h"
 
+#include <dlfcn.h>
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
-#include <dlfcn.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
 #include <sys/resource.h>

@@ -534,9 +534,7 @@ std::string OutboxKey(std::string_view upstream, uint64_t seq) {
   AppendBe64(k, seq);
   return k;
 }
-}  // namespace
 
-namespace {
 Status PutOutboxMessage(WriteTxn& txn, std::string_view upstream, OutboxMeta meta, uint64_t seq,
                         const OutboxMessage& msg) {
   ET_ASSIGN_OR_RETURN(MDB_txn * raw, ReadHandle(txn));
