@@ -332,16 +332,16 @@ TEST_F(DeviceE2e, AnswerLostToGatewayAndDeviceCrashesDoesNotLockTheDeviceOut) {
   ASSERT_TRUE(WaitUntil([&] { return again.Log().find(": connected, certificate expires") !=
                                      std::string::npos; }, 30s))
       << again.Log() << Diagnostics();
-  again.Signal(SIGTERM);
-  again.Wait(15s);
-
   // In use now (the agent published its state): the birth certificate is an ordinary
-  // re-enrollment attempt again, which this group refuses.
+  // re-enrollment attempt again, which this group refuses. (Waited for before the agent is
+  // stopped: a SIGTERM right after "connected" could stop it before its state went out.)
   ASSERT_TRUE(WaitUntil([&] {
     CommandResult r = RunCommand({BinPath("edgetrust"), "device", "show", "--store", site_.store,
                                   "--device", dev.id});
     return r.out.find("unconfirmed") == std::string::npos;
-  }, 15s));
+  }, 15s)) << again.Log() << Diagnostics();
+  again.Signal(SIGTERM);
+  again.Wait(15s);
   TestClient birth(dev.id);
   EXPECT_NE(birth.Connect(site_.port, {site_.site_ca_cert, dev.cert, dev.key}), 0)
       << "birth certificate of a device in use let in where re-enrollment is off";
