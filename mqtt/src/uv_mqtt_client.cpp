@@ -5,6 +5,7 @@
 #include "edgetrust/mqtt/uv_mqtt_client.h"
 
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 #include <openssl/bio.h>
@@ -24,6 +25,7 @@
 #include <mutex>
 #include <new>
 #include <random>
+#include <utility>
 #include <vector>
 
 // glibc's own names for read(2), write(2) and close(2), which our read(), write() and close()
@@ -500,6 +502,70 @@ void CoalescingWriter::Release() {
   delete this;
 }
 
+// Closing a TCP socket outright while the broker still answers what was just sent (SUBACKs,
+// retained messages) makes the kernel answer that data with a reset; mosquitto, when a write of
+// its answers fails, drops the connection before it reads what came after in its input: the
+// PUBLISH and DISCONNECT written just before the close are lost. So a stopping connection keeps
+// a descriptor of its own for the socket (libmosquitto closes its own when it is done), closes
+// only the sending side (the peer sees the end after everything sent), and reads and drops what
+// still comes until the broker closes too, or kLingerMs passes: a lingering close.
+class Linger {
+ public:
+  static constexpr uint64_t kLingerMs = 1000;
+
+  // Takes `fd` (a descriptor nothing else uses) and closes it, at once or later on `loop`.
+  static void Start(uv_loop_t* loop, int fd) {
+    if (fd < 0) return;
+    shutdown(fd, SHUT_WR);
+    auto* l = new Linger(fd);
+    if (uv_poll_init_socket(loop, &l->poll_, fd) != 0) {
+      close(fd);
+      delete l;
+      return;
+    }
+    uv_timer_init(loop, &l->timer_);
+    l->poll_.data = l->timer_.data = l;
+    uv_poll_start(&l->poll_, UV_READABLE | UV_DISCONNECT, &Linger::OnReadable);
+    uv_timer_start(&l->timer_, [](uv_timer_t* t) { static_cast<Linger*>(t->data)->Finish(); },
+                   kLingerMs, 0);
+  }
+
+ private:
+  explicit Linger(int fd) : fd_(fd) {}
+
+  static void OnReadable(uv_poll_t* p, int status, int) {
+    auto* self = static_cast<Linger*>(p->data);
+    if (status < 0) return self->Finish();
+    char sink[16 << 10];
+    for (int i = 0; i < 64; ++i) {  // at most 1 MiB a turn: the loop has other work
+      const ssize_t n = recv(self->fd_, sink, sizeof sink, MSG_DONTWAIT);
+      if (n > 0) continue;
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+      return self->Finish();  // the broker closed (or reset): done
+    }
+  }
+
+  void Finish() {
+    if (finishing_) return;
+    finishing_ = true;
+    auto closed = [](uv_handle_t* h) {
+      auto* self = static_cast<Linger*>(h->data);
+      if (--self->open_handles_ > 0) return;
+      close(self->fd_);  // after the poll handle is gone, as libuv requires
+      delete self;
+    };
+    uv_close(reinterpret_cast<uv_handle_t*>(&poll_), closed);
+    uv_close(reinterpret_cast<uv_handle_t*>(&timer_), closed);
+  }
+
+  uv_poll_t poll_;
+  uv_timer_t timer_;
+  int fd_;
+  int open_handles_ = 2;
+  bool finishing_ = false;
+};
+
 }  // namespace
 }  // namespace edgetrust::mqtt
 
@@ -581,6 +647,7 @@ struct UvMqttClient::Impl {
   uint64_t stop_started_ms = 0;
   enum class Resolution { kNone, kAcknowledge, kDrop } resolution = Resolution::kNone;
   int pending_closes = 0;
+  int linger_fd = -1;  // stopping: our own descriptor of the socket, for a lingering close
 
   State state = State::kIdle;
   bool started_once = false;  // connect_async done once; later attempts use reconnect_async
@@ -1023,6 +1090,9 @@ struct UvMqttClient::Impl {
       BeginClose();
       return;
     }
+    if (const int fd = mosquitto_socket(mosq); fd >= 0 && linger_fd < 0) {
+      linger_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);  // -1: no lingering close, nothing else changes
+    }
     in_mosq++;
     // The DISCONNECT must not be taken into the writer's buffer and dropped with it when
     // libmosquitto closes the socket right after "writing" it: from now on the writer behaves
@@ -1083,6 +1153,7 @@ struct UvMqttClient::Impl {
       mosquitto_destroy(mosq);
       mosq = nullptr;
     }
+    Linger::Start(loop, std::exchange(linger_fd, -1));
     if (!detached && callbacks.on_closed) {
       callbacks.on_closed();
       return;  // the callback may have destroyed the public object, and with it us
@@ -1093,6 +1164,7 @@ struct UvMqttClient::Impl {
   ~Impl() {
     ReleasePlainWriter();
     if (mosq) mosquitto_destroy(mosq);
+    if (linger_fd >= 0) close(linger_fd);
   }
 
   // A plain connection's writer otherwise goes when the socket is closed on this thread; let it

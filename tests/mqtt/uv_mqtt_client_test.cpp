@@ -484,6 +484,40 @@ TEST_F(UvMqttClientTest, TlsPacketsShareRecords) {
   PublishThenStop(publisher, pp, rp, "records/last", kMessages + 2);
 }
 
+// A client that stops before the broker has answered it: SUBSCRIBEs, a PUBLISH and the
+// DISCONNECT go out in one turn and the client closes. Were its socket closed outright, the
+// broker's first SUBACK would meet a closed socket, the reset that answers it would fail the
+// broker's second SUBACK, and the broker would drop the connection before it read the PUBLISH
+// (as a device agent stopped right after connecting lost its state message). The client closes
+// its sending side and reads what the broker still sends until the broker closes: every
+// publish arrives, over TLS and plain, and each client's closing is clean.
+TEST_F(UvMqttClientTest, StopBeforeTheBrokerAnswersLosesNothingSentBeforeIt) {
+  constexpr int kRounds = 10;
+  Probe rp;
+  Subscriber("answers-receiver", &rp, "answers/#", 0);
+  size_t expected = 0;
+  for (const bool tls : {true, false}) {
+    for (int round = 0; round < kRounds; ++round) {
+      SCOPED_TRACE((tls ? "tls round " : "plain round ") + std::to_string(round));
+      const std::string id = (tls ? "answers-tls-" : "answers-plain-") + std::to_string(round);
+      Probe pp;
+      int fd = -1;
+      UvMqttClient* c = Connected(tls ? Tls(id) : Plain(id), &pp, &fd);
+      for (int i = 0; i < 4; ++i) {
+        ASSERT_TRUE(c->Subscribe(id + "/in/" + std::to_string(i), 1).ok());
+      }
+      ASSERT_TRUE(c->Publish("answers/" + id, AsBytes(id), 0).ok());
+      c->Stop();
+      ++expected;
+      ASSERT_TRUE(RunUntil([&] { return pp.closed && rp.messages.size() == expected; }, 5s))
+          << "closed " << pp.closed << ", " << rp.messages.size() << " of " << expected
+          << " publishes arrived";
+      EXPECT_EQ(rp.messages.back().topic, "answers/" + id);
+      EXPECT_EQ(pp.last_disconnect, 0);
+    }
+  }
+}
+
 // As soon as CONNACK arrives, libmosquitto sends again everything that awaits an
 // acknowledgement, with libssl's own SSL_write: the connection's writer is not there yet. When
 // that burst fills the socket, OpenSSL keeps a record and wants the same write again. The writer
