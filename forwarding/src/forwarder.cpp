@@ -513,7 +513,8 @@ struct Forwarder::Impl {
   void Committed(CommitJob& job) {
     if (committing == &job) committing = nullptr;
     if (!job.applied) Apply(job);
-    if (job.work.capacity() > spare_batch.capacity()) {
+    if (job.work.capacity() > spare_batch.capacity() &&
+        job.work.capacity() <= 2 * options.batch_max) {
       job.work.clear();
       spare_batch = std::move(job.work);
     }
@@ -552,7 +553,9 @@ struct Forwarder::Impl {
   bool Wait(std::function<void(Status)> done, bool early) {
     auto b = std::make_shared<Barrier>();
     b->done = std::move(done);
-    b->early = early && !since_barrier_needs_commit;
+    // A full batch answers with its commit, as WhenCommitted: while a slow commit runs, the
+    // caller's reads wait for it instead of piling up in the batch.
+    b->early = early && !since_barrier_needs_commit && batch.size() < options.batch_max;
     for (const auto& [route, seq] : since_barrier) {
       PendingMessage* p = FindPending(route, seq);
       if (p == nullptr) continue;  // acknowledged already (or dropped as never sendable)
@@ -650,10 +653,17 @@ struct Forwarder::Impl {
         }
       }
     }
+    // A submission that could not be queued (not a refusal: the policy's answer) fails the
+    // barriers of this commit, so that the caller does not acknowledge what was neither written
+    // nor sent.
+    Status barriers_status = OkStatus();
     for (size_t i = 0; i < job.work.size(); ++i) {
       if (job.work[i].done) job.work[i].done(job.results[i]);
+      if (!job.results[i].ok() && job.results[i].error().code != ErrorCode::kResourceExhausted) {
+        barriers_status = job.results[i];
+      }
     }
-    for (auto& w : job.waiters) Answer(*w, OkStatus());
+    for (auto& w : job.waiters) Answer(*w, barriers_status);
     AnswerReady();
     if (!stopping) PumpAll();
   }

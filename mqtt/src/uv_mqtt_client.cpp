@@ -502,6 +502,53 @@ void CoalescingWriter::Release() {
   delete this;
 }
 
+// The poll handles of stopping connections whose socket a Linger keeps open, by descriptor, on
+// this thread. libmosquitto closes its descriptor as soon as the DISCONNECT is written, before the
+// client's watch of it is closed; an epoll registration lives as long as the socket, not the
+// descriptor, so if the poll were stopped only then (epoll_ctl on a closed descriptor fails), the
+// lingering socket would go on reporting its events under that number, which the next socket
+// opened gets. The executable's close() stops the poll first. Plain old data, as plain_writers.
+thread_local uv_poll_t** closing_polls = nullptr;
+thread_local size_t closing_poll_slots = 0;
+thread_local size_t closing_poll_count = 0;
+
+void StopPollOnClose(int fd, uv_poll_t* poll) {
+  if (fd < 0) return;
+  const size_t need = static_cast<size_t>(fd) + 1;
+  if (need > closing_poll_slots) {
+    const size_t slots = std::max<size_t>({need, closing_poll_slots * 2, 64});
+    auto** grown = static_cast<uv_poll_t**>(std::calloc(slots, sizeof(uv_poll_t*)));
+    if (grown == nullptr) return;  // the stale registration is then possible, nothing worse
+    if (closing_poll_slots > 0) std::copy(closing_polls, closing_polls + closing_poll_slots, grown);
+    uv_poll_t** const old = closing_polls;
+    closing_polls = grown;
+    closing_poll_slots = slots;
+    std::free(static_cast<void*>(old));
+  }
+  if (closing_polls[fd] == nullptr) closing_poll_count++;
+  closing_polls[fd] = poll;
+}
+
+// The poll of `fd` no longer needs stopping at its close: stopped now (`stop`) or going.
+void ForgetPollOnClose(int fd, uv_poll_t* poll, bool stop) {
+  if (closing_poll_count == 0 || fd < 0 || static_cast<size_t>(fd) >= closing_poll_slots ||
+      closing_polls[fd] != poll || poll == nullptr) {
+    return;
+  }
+  if (stop) uv_poll_stop(poll);
+  closing_polls[fd] = nullptr;
+  if (--closing_poll_count == 0) {
+    std::free(static_cast<void*>(closing_polls));
+    closing_polls = nullptr;
+    closing_poll_slots = 0;
+  }
+}
+
+void StopClosingPoll(int fd) {
+  if (closing_poll_count == 0 || fd < 0 || static_cast<size_t>(fd) >= closing_poll_slots) return;
+  ForgetPollOnClose(fd, closing_polls[fd], true);
+}
+
 // Closing a TCP socket outright while the broker still answers what was just sent (SUBACKs,
 // retained messages) makes the kernel answer that data with a reset; mosquitto, when a write of
 // its answers fails, drops the connection before it reads what came after in its input: the
@@ -580,6 +627,7 @@ extern "C" ssize_t write(int fd, const void* buf, size_t n) {
 
 extern "C" int close(int fd) {
   if (edgetrust::mqtt::CoalescingWriter* w = edgetrust::mqtt::PlainWriterFor(fd)) w->Release();
+  edgetrust::mqtt::StopClosingPoll(fd);
   return __close(fd);
 }
 
@@ -921,6 +969,7 @@ struct UvMqttClient::Impl {
     if (!watch) return;
     SocketWatch* w = watch;
     watch = nullptr;
+    ForgetPollOnClose(w->fd, &w->poll, false);  // uv_close stops it, the descriptor still open
     pending_closes++;
     uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), [](uv_handle_t* h) {
       auto* sw = static_cast<SocketWatch*>(h->data);
@@ -1092,6 +1141,7 @@ struct UvMqttClient::Impl {
     }
     if (const int fd = mosquitto_socket(mosq); fd >= 0 && linger_fd < 0) {
       linger_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);  // -1: no lingering close, nothing else changes
+      if (linger_fd >= 0 && watch != nullptr && watch->fd == fd) StopPollOnClose(fd, &watch->poll);
     }
     in_mosq++;
     // The DISCONNECT must not be taken into the writer's buffer and dropped with it when

@@ -100,6 +100,12 @@ std::map<int, TcpSent> SentTo(int port) {
   return out;
 }
 
+size_t OpenDescriptors() {
+  size_t n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+  return n;
+}
+
 // The loop lives in the test thread; RunUntil turns it until a condition holds.
 class UvMqttClientTest : public ::testing::Test {
  protected:
@@ -495,6 +501,7 @@ TEST_F(UvMqttClientTest, StopBeforeTheBrokerAnswersLosesNothingSentBeforeIt) {
   constexpr int kRounds = 10;
   Probe rp;
   Subscriber("answers-receiver", &rp, "answers/#", 0);
+  const size_t descriptors = OpenDescriptors();
   size_t expected = 0;
   for (const bool tls : {true, false}) {
     for (int round = 0; round < kRounds; ++round) {
@@ -514,8 +521,51 @@ TEST_F(UvMqttClientTest, StopBeforeTheBrokerAnswersLosesNothingSentBeforeIt) {
           << " publishes arrived";
       EXPECT_EQ(rp.messages.back().topic, "answers/" + id);
       EXPECT_EQ(pp.last_disconnect, 0);
+      // The socket still lingers, and the next client's socket gets the number this one had:
+      // nothing of the lingering socket may reach the new client's watch.
+      EXPECT_EQ(pp.connects, 1);
+      EXPECT_EQ(pp.disconnects, 1);
     }
   }
+  EXPECT_TRUE(RunUntil([&] { return OpenDescriptors() == descriptors; }, 3s))
+      << "a lingering socket was not closed";
+}
+
+// A stopping client's socket lingers after libmosquitto has closed its descriptor, and the next
+// socket the process opens gets that number. What the lingering socket still reports must not
+// reach the watch of that next socket: an error there ends a healthy connection. The broker is
+// stopped while the first client stops, then killed with the client's SUBSCRIBE and DISCONNECT
+// unread, so the kernel resets the lingering socket once a client of a second broker has the
+// number.
+TEST_F(UvMqttClientTest, ALingeringSocketsEventsNeverReachTheSocketThatGetsItsNumber) {
+  const int second_port = FreeLoopbackPort();
+  Broker second = Broker::Start(dir_.path(),
+                                "listener " + std::to_string(second_port) + " 127.0.0.1\n"
+                                "allow_anonymous true\npersistence false\n",
+                                {second_port});
+  Probe ap;
+  int afd = -1;
+  UvMqttClient* a = Connected(Plain("linger-a"), &ap, &afd);
+  ASSERT_GE(afd, 0);
+  broker_.process().Signal(SIGSTOP);
+  ASSERT_TRUE(a->Subscribe("linger/a", 1).ok());
+  a->Stop();
+  ASSERT_TRUE(RunUntil([&] { return ap.closed; }, 5s));
+
+  Probe bp;
+  int bfd = -1;
+  ClientOptions o = Plain("linger-b");
+  o.port = second_port;
+  UvMqttClient* b = Connected(o, &bp, &bfd);
+  ASSERT_TRUE(b->connected());
+  EXPECT_EQ(bfd, afd) << "the new socket did not get the old number: this run shows nothing";
+  broker_.process().Signal(SIGKILL);
+  RunUntil([] { return false; }, 1500ms);  // the reset reaches the lingering socket; it ends
+  EXPECT_EQ(bp.disconnects, 0) << "the lingering socket's reset ended the new connection";
+  ASSERT_TRUE(b->connected());
+  SubscribeAndWait(b, &bp, "linger/b", 1);
+  ASSERT_TRUE(b->Publish("linger/b", AsBytes("alive"), 1).ok());
+  ASSERT_TRUE(RunUntil([&] { return !bp.messages.empty(); }));
 }
 
 // As soon as CONNACK arrives, libmosquitto sends again everything that awaits an
@@ -793,12 +843,6 @@ TEST_F(UvMqttClientTest, HeldUntilResolvedThenAcknowledgedOrDropped) {
   for (size_t i = 1; i < p.messages.size(); ++i) {
     EXPECT_NE(p.messages[i].topic, "later/a") << "an acknowledged message came back";
   }
-}
-
-size_t OpenDescriptors() {
-  size_t n = 0;
-  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
-  return n;
 }
 
 // libmosquitto's wake-up socket pair is not made (each queued packet would write a byte to it):
