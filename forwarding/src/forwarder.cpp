@@ -4,8 +4,6 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
-#include <deque>
-#include <memory>
 #include <iterator>
 #include <map>
 #include <mutex>
@@ -32,15 +30,6 @@ bool SameConnection(const policies::Upstream& a, const policies::Upstream& b) {
          a.device_key_dir == b.device_key_dir && a.protocol == b.protocol;
 }
 
-// A WhenSafe (or WhenCommitted) caller, answered once every message submitted before it is
-// committed or, for one that went to memory, acknowledged by its upstream.
-struct Barrier {
-  std::function<void(Status)> done;
-  size_t unacknowledged = 0;  // its in-memory, unstored messages its upstream has not acknowledged
-  bool early = true;          // may be answered before its commit (WhenCommitted: never)
-  bool answered = false;
-};
-
 struct PendingMessage {
   storage::OutboxMessage message;
   bool in_flight = false;
@@ -49,8 +38,6 @@ struct PendingMessage {
   // if the upstream acknowledges it first, it is never written (the commit still holds the
   // broker's PUBACK until then, so a crash loses nothing: the broker delivers it again).
   bool stored = true;
-  // Not stored: the barrier waiting for it, told when its upstream acknowledges it.
-  std::shared_ptr<Barrier> barrier = nullptr;
 };
 
 struct UpstreamState {
@@ -132,13 +119,6 @@ struct Forwarder::Impl {
   // overtake them by going to memory. Kept here, not in the UpstreamState: a commit may be what
   // starts the upstream.
   std::unordered_map<std::string, size_t> spilled;
-  // Barriers not answered yet, in the order they were made: one is answered only after those
-  // before it.
-  std::deque<std::shared_ptr<Barrier>> barriers;
-  // Submissions since the last barrier: those taken into memory, and whether any needs its
-  // commit (went the outbox's way, or failed before it).
-  std::vector<std::pair<std::string, uint64_t>> since_barrier;
-  bool since_barrier_needs_commit = false;
 
   internal::UvTimer batch_timer;
   bool batch_due = false;  // the batch timer fired while a commit ran
@@ -279,11 +259,6 @@ struct Forwarder::Impl {
       } else {
         s.error = seq.error();  // answered with the batch, as any other
       }
-      if (s.in_memory) {
-        since_barrier.emplace_back(s.route, s.seq);
-      } else {
-        since_barrier_needs_commit = true;
-      }
     }
     batch.push_back(std::move(s));
     ScheduleFlush();
@@ -330,8 +305,6 @@ struct Forwarder::Impl {
       removals.emplace_back(u.name, it->first);
       u.removing.insert(it->first);
       ScheduleFlush();
-    } else if (Barrier* b = it->second.barrier.get(); b != nullptr && b->unacknowledged > 0) {
-      --b->unacknowledged;
     }
     return u.pending.erase(it);
   }
@@ -376,7 +349,7 @@ struct Forwarder::Impl {
     std::shared_ptr<const policies::Policy> policy;
     std::vector<Submission> work;
     std::vector<std::pair<std::string, uint64_t>> removing;
-    std::vector<std::shared_ptr<Barrier>> waiters;  // answered by this commit if not before
+    std::vector<std::function<void(Status)>> waiters;  // WhenCommitted callers
     // Results, written by the worker.
     std::vector<Status> results;
     std::map<std::string, UpstreamCounters> delta;
@@ -450,7 +423,7 @@ struct Forwarder::Impl {
   };
 
   CommitJob* committing = nullptr;  // on the thread pool
-  std::vector<std::shared_ptr<Barrier>> waiters;  // for the commit after `committing`
+  std::vector<std::function<void(Status)>> waiters;  // for the commit after `committing`
 
   bool HasWork() const { return !batch.empty() || !removals.empty() || !waiters.empty(); }
 
@@ -469,10 +442,6 @@ struct Forwarder::Impl {
     removals.clear();
     job->waiters = std::move(waiters);
     waiters.clear();
-    // A barrier still waiting for messages of this batch waits for this commit: it writes them.
-    for (const auto& b : job->waiters) {
-      if (b->unacknowledged > 0) b->early = false;
-    }
     for (Submission& s : job->work) {
       if (!s.in_memory) continue;
       PendingMessage* p = FindPending(s.route, s.seq);
@@ -543,58 +512,14 @@ struct Forwarder::Impl {
   // `done` runs after the commit that holds everything submitted so far, when that batch is due
   // (it does not hurry it). False (and `done` is not called) when there is nothing to wait for.
   bool WhenCommitted(std::function<void(Status)> done) {
-    return Wait(std::move(done), false);
-  }
-
-  // `done` runs once every message submitted so far is committed or acknowledged by its
-  // upstream, whichever comes first. False (and `done` is not called) when that is so now.
-  bool WhenSafe(std::function<void(Status)> done) { return Wait(std::move(done), true); }
-
-  bool Wait(std::function<void(Status)> done, bool early) {
-    auto b = std::make_shared<Barrier>();
-    b->done = std::move(done);
-    // A full batch answers with its commit, as WhenCommitted: while a slow commit runs, the
-    // caller's reads wait for it instead of piling up in the batch.
-    b->early = early && !since_barrier_needs_commit && batch.size() < options.batch_max;
-    for (const auto& [route, seq] : since_barrier) {
-      PendingMessage* p = FindPending(route, seq);
-      if (p == nullptr) continue;  // acknowledged already (or dropped as never sendable)
-      if (p->stored) {
-        b->early = false;  // a commit took it: it is being written
-      } else if (b->early) {
-        p->barrier = b;
-        ++b->unacknowledged;
-      }
-    }
-    since_barrier.clear();
-    since_barrier_needs_commit = false;
-    const bool safe_now = b->early && b->unacknowledged == 0 && barriers.empty();
-    if (early ? safe_now : !HasWork() && committing == nullptr) return false;
-    barriers.push_back(b);
+    if (!HasWork() && committing == nullptr) return false;
     if (batch.empty() && removals.empty() && committing != nullptr) {
-      committing->waiters.push_back(std::move(b));  // what was submitted is in that one
+      committing->waiters.push_back(std::move(done));  // what was submitted is in that one
       return true;
     }
-    waiters.push_back(std::move(b));
+    waiters.push_back(std::move(done));
     ScheduleFlush();
     return true;
-  }
-
-  static void Answer(Barrier& b, const Status& st) {
-    if (b.answered) return;
-    b.answered = true;
-    auto done = std::move(b.done);
-    if (done) done(st);
-  }
-
-  // Answers, in order, the barriers at the front that are answered or safe now.
-  void AnswerReady() {
-    while (!barriers.empty()) {
-      std::shared_ptr<Barrier> b = barriers.front();
-      if (!b->answered && !(b->early && b->unacknowledged == 0)) return;
-      barriers.pop_front();
-      Answer(*b, OkStatus());
-    }
   }
 
   PendingMessage* FindPending(const std::string& route, uint64_t seq) {
@@ -622,8 +547,7 @@ struct Forwarder::Impl {
       for (auto& s : job.work) {
         if (s.done) s.done(job.failure.error());
       }
-      for (auto& w : job.waiters) Answer(*w, job.failure.error());
-      AnswerReady();
+      for (auto& w : job.waiters) w(job.failure.error());
       std::fprintf(stderr, "forwarding: outbox commit failed: %s\n",
                    job.failure.error().ToString().c_str());
       if (!removals.empty() && !stopping) batch_timer.Start(100);
@@ -654,17 +578,16 @@ struct Forwarder::Impl {
       }
     }
     // A submission that could not be queued (not a refusal: the policy's answer) fails the
-    // barriers of this commit, so that the caller does not acknowledge what was neither written
+    // waiters of this commit, so that the caller does not acknowledge what was neither written
     // nor sent.
-    Status barriers_status = OkStatus();
+    Status waiters_status = OkStatus();
     for (size_t i = 0; i < job.work.size(); ++i) {
       if (job.work[i].done) job.work[i].done(job.results[i]);
       if (!job.results[i].ok() && job.results[i].error().code != ErrorCode::kResourceExhausted) {
-        barriers_status = job.results[i];
+        waiters_status = job.results[i];
       }
     }
-    for (auto& w : job.waiters) Answer(*w, barriers_status);
-    AnswerReady();
+    for (auto& w : job.waiters) w(waiters_status);
     if (!stopping) PumpAll();
   }
 
@@ -684,12 +607,10 @@ struct Forwarder::Impl {
       if (!s.in_memory || s.route != u.name) continue;
       auto it = u.pending.find(s.seq);
       if (it == u.pending.end() || it->second.in_flight || it->second.stored) continue;
-      if (it->second.barrier) it->second.barrier->early = false;  // it now goes the outbox's way
       u.pending.erase(it);
       s.in_memory = false;
       s.spilled = true;
       spilled[u.name]++;
-      since_barrier_needs_commit = true;
     }
     std::erase_if(u.pending, [](const auto& kv) {
       return !kv.second.in_flight && kv.second.stored;
@@ -816,7 +737,6 @@ struct Forwarder::Impl {
       c.rejected++;
     }
     Pump(u);
-    AnswerReady();
   }
 
   void OnLost(const std::string& name, const std::vector<uint64_t>& seqs) {
@@ -904,10 +824,6 @@ Status Forwarder::Flush() { return impl_->Flush(); }
 
 bool Forwarder::WhenCommitted(std::function<void(Status)> done) {
   return impl_->WhenCommitted(std::move(done));
-}
-
-bool Forwarder::WhenSafe(std::function<void(Status)> done) {
-  return impl_->WhenSafe(std::move(done));
 }
 
 void Forwarder::CloseDevice(const std::string& device_id) {

@@ -495,9 +495,9 @@ mqtt::Received Gateway::OnReceived(uint64_t hold) {
   keep_failed_ = false;
   if (!kept) return mqtt::Received::kDrop;
   if (!forwarder_) return mqtt::Received::kAcknowledge;
-  // Runs on the loop once this read's messages are committed or acknowledged upstream (never
-  // after the forwarder is gone; client_ goes after it).
-  const bool waiting = forwarder_->WhenSafe([this, hold](Status st) {
+  // Runs on the loop once the commit is done (never after the forwarder is gone; client_ goes
+  // after it).
+  const bool waiting = forwarder_->WhenCommitted([this, hold](Status st) {
     if (client_) client_->Resolve(hold, st.ok());
   });
   return waiting ? mqtt::Received::kLater : mqtt::Received::kAcknowledge;

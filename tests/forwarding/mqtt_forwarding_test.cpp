@@ -361,61 +361,6 @@ TEST_F(MqttForwardingTest, MessagesAcknowledgedBeforeTheirCommitAreNeverWritten)
   EXPECT_EQ(first_arrivals, expected);
 }
 
-// WhenSafe, the gateway's answer to the site broker: messages its upstream acknowledged before
-// their commit are safe without it, so the answer comes at the last acknowledgement, not after
-// batch_delay; WhenCommitted still waits for the commit. A WhenSafe made after one that waits
-// for a commit is answered only after it. With the upstream down nothing is acknowledged, and
-// WhenSafe waits for the commit that writes the messages.
-TEST_F(MqttForwardingTest, WhenSafeAnswersOnceAcknowledgedWithoutWaitingForTheCommit) {
-  StartBrokerObserverFirst("sites/#");
-  ForwarderOptions options;
-  options.batch_delay = std::chrono::milliseconds(4000);
-  CreateForwarder(MakePolicy({Hq(tmp_ / "edge.pass")}, {{"meters", "hq"}}), options);
-  ASSERT_TRUE(RunUntil([&] { return forwarder_->Counters("hq").connects == 1; }));
-  EXPECT_FALSE(forwarder_->WhenSafe([](Status) { ADD_FAILURE() << "nothing was waiting"; }));
-
-  constexpr int kMessages = 20;
-  for (int i = 0; i < kMessages; ++i) Submit("dev-1", "meters", "t", Payload("dev-1", i), 1);
-  bool safe = false, committed = false, later_safe = false;
-  uint64_t acked_when_safe = 0;
-  ASSERT_TRUE(forwarder_->WhenSafe([&](Status st) {
-    EXPECT_TRUE(st.ok());
-    safe = true;
-    acked_when_safe = forwarder_->Counters("hq").acked;
-  }));
-  ASSERT_TRUE(forwarder_->WhenCommitted([&](Status st) { committed = st.ok(); }));
-  Submit("dev-1", "meters", "t", Payload("dev-1", kMessages), 1);
-  ASSERT_TRUE(forwarder_->WhenSafe([&](Status st) {
-    EXPECT_TRUE(committed) << "answered before the WhenCommitted made before it";
-    later_safe = st.ok();
-  }));
-  EXPECT_FALSE(safe) << "answered inside WhenSafe";
-
-  const auto start = std::chrono::steady_clock::now();
-  ASSERT_TRUE(RunUntil([&] { return safe; }));
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(2000))
-      << "waited for the commit";
-  EXPECT_EQ(acked_when_safe, uint64_t{kMessages}) << "answered before the acknowledgements";
-  EXPECT_FALSE(committed);
-  EXPECT_EQ(ok_, 0) << "a submission's own answer still comes with its commit";
-  ASSERT_TRUE(RunUntil([&] { return committed && later_safe; }, std::chrono::seconds(10)));
-  EXPECT_EQ(forwarder_->Counters("hq").written, 0u) << "acknowledged messages were written";
-  EXPECT_EQ(ok_, kMessages + 1);
-
-  broker_.process().Stop();
-  observer_.reset();
-  ASSERT_TRUE(RunUntil([&] { return forwarder_->Counters("hq").disconnects == 1; }));
-  Submit("dev-1", "meters", "t", Payload("dev-1", kMessages + 1), 1);
-  bool down_safe = false;
-  uint64_t written_then = 0;
-  ASSERT_TRUE(forwarder_->WhenSafe([&](Status st) {
-    down_safe = st.ok();
-    written_then = forwarder_->Counters("hq").written;
-  }));
-  ASSERT_TRUE(RunUntil([&] { return down_safe; }, std::chrono::seconds(10)));
-  EXPECT_EQ(written_then, 1u) << "answered before the message was written";
-}
-
 TEST_F(MqttForwardingTest, UnroutedGroupIsAcceptedButNotForwarded) {
   CreateForwarder(MakePolicy({Hq(tmp_ / "edge.pass")}, {{"meters", "hq"}, {"quarantine", ""}}));
   Submit("dev-9", "quarantine", "t", Payload("dev-9", 0), 1);

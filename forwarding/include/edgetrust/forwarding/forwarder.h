@@ -88,12 +88,6 @@ class Forwarder {
   // batch_max), so a busy caller shares one fsync among many reads. Returns false, not calling
   // `done`, when nothing is waiting.
   bool WhenCommitted(std::function<void(Status)> done);
-  // As WhenCommitted, but a message sent before its commit (see Submit) also counts once its
-  // upstream has acknowledged it: when every message submitted so far is committed or
-  // acknowledged, `done` runs then, without waiting for the commit. For a caller that may
-  // acknowledge its sources once their messages can no longer be lost. Returns false, not
-  // calling `done`, when that is so already.
-  bool WhenSafe(std::function<void(Status)> done);
   // The device was revoked: its own cloud connections (per-device kinds) close now, and its
   // queued messages are re-read with its new state (not active: dropped for those kinds).
   void CloseDevice(const std::string& device_id);
