@@ -435,49 +435,92 @@ class CoalescingWriter {
   int error_ = EPIPE;  // failed_: why
 };
 
-// This thread's plain writers by socket. Plain old data on purpose: write() and close() may run
-// on a thread after its C++ thread_local objects are gone.
-thread_local CoalescingWriter** plain_writers = nullptr;
-thread_local size_t plain_writer_slots = 0;
-thread_local size_t plain_writer_count = 0;
+// A thread's table of T* by descriptor, for the executable's write() and close(): they may run in
+// a signal handler (libuv's writes to its signal pipe) or on a thread whose C++ thread_local
+// objects are gone, so this is plain old data; a reader interrupted at any moment sees a
+// complete table (grown before it is seen, the old one freed only once it no longer can be),
+// and the table is freed when it holds nothing.
+template <typename T>
+struct FdTable {
+  T** slots = nullptr;
+  size_t size = 0;
+  size_t count = 0;
 
-CoalescingWriter* PlainWriterFor(int fd) {
-  if (plain_writer_count == 0 || fd < 0 || static_cast<size_t>(fd) >= plain_writer_slots) {
-    return nullptr;
+  T* Find(int fd) const {
+    if (count == 0 || fd < 0 || static_cast<size_t>(fd) >= size) return nullptr;
+    return slots[fd];
   }
-  return plain_writers[fd];
+
+  // False (and nothing set) when out of memory.
+  bool Set(int fd, T* p) {
+    const size_t need = static_cast<size_t>(fd) + 1;
+    if (need > size) {
+      const size_t grown_size = std::max<size_t>({need, size * 2, 64});
+      auto** grown = static_cast<T**>(std::calloc(grown_size, sizeof(T*)));
+      if (grown == nullptr) return false;
+      if (size > 0) std::copy(slots, slots + size, grown);
+      T** const old = slots;
+      slots = grown;
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+      size = grown_size;
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+      std::free(static_cast<void*>(old));
+    }
+    if (slots[fd] == nullptr) count++;
+    slots[fd] = p;
+    return true;
+  }
+
+  void Clear(int fd) {
+    if (Find(fd) == nullptr) return;
+    slots[fd] = nullptr;
+    if (--count == 0) {
+      T** const old = slots;
+      size = 0;
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+      slots = nullptr;
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+      std::free(static_cast<void*>(old));
+    }
+  }
+
+  // A forked child's copy: forgotten, not freed (the parent's entries are not the child's).
+  void Forget() { slots = nullptr, size = count = 0; }
+};
+
+// This thread's plain writers by socket.
+thread_local FdTable<CoalescingWriter> plain_writers;
+// The poll handles of this thread's stopping connections whose socket a Linger keeps open.
+// libmosquitto closes its descriptor as soon as the DISCONNECT is written, before the client's
+// watch of it is closed; an epoll registration lives as long as the socket, not the descriptor,
+// so if the poll were stopped only then (epoll_ctl on a closed descriptor fails), the lingering
+// socket would go on reporting its events under that number, which the next socket opened gets.
+// The executable's close() stops the poll first.
+thread_local FdTable<uv_poll_t> closing_polls;
+
+// A forked child must neither write its copy of a parent's pending bytes into a shared socket
+// when it closes its copy of the descriptor, nor stop the parent's polls in the epoll instance
+// it shares: it forgets both tables.
+void ForgetTablesInForkedChild() {
+  static std::once_flag atfork;
+  std::call_once(atfork, [] {
+    pthread_atfork(nullptr, nullptr, [] {
+      plain_writers.Forget();
+      closing_polls.Forget();
+    });
+  });
 }
+
+CoalescingWriter* PlainWriterFor(int fd) { return plain_writers.Find(fd); }
 
 CoalescingWriter* CoalescingWriter::InstallPlain(int fd, CoalescingWriter** slot) {
   if (fd < 0 || PlainWriterFor(fd) != nullptr) return nullptr;
-  static std::once_flag atfork;
-  std::call_once(atfork, [] {
-    // A forked child must not write its copy of a parent's pending bytes into the shared
-    // socket when it closes its copy of the descriptor: it forgets every writer.
-    pthread_atfork(nullptr, nullptr, [] {
-      plain_writers = nullptr;
-      plain_writer_slots = plain_writer_count = 0;
-    });
-  });
-  const size_t need = static_cast<size_t>(fd) + 1;
-  if (need > plain_writer_slots) {
-    // A signal handler's write() may look at the table at any moment (libuv's does): the new
-    // table is complete before it is seen, and the old one goes only once it no longer can be.
-    const size_t slots = std::max<size_t>({need, plain_writer_slots * 2, 64});
-    auto** grown = static_cast<CoalescingWriter**>(std::malloc(slots * sizeof(CoalescingWriter*)));
-    if (grown == nullptr) return nullptr;
-    std::fill(grown, grown + slots, nullptr);
-    if (plain_writer_slots > 0) std::copy(plain_writers, plain_writers + plain_writer_slots, grown);
-    CoalescingWriter** const old = plain_writers;
-    plain_writers = grown;
-    std::atomic_signal_fence(std::memory_order_seq_cst);
-    plain_writer_slots = slots;
-    std::atomic_signal_fence(std::memory_order_seq_cst);
-    std::free(static_cast<void*>(old));
-  }
+  ForgetTablesInForkedChild();
   auto* w = new CoalescingWriter(nullptr, fd, slot);
-  plain_writers[fd] = w;
-  plain_writer_count++;
+  if (!plain_writers.Set(fd, w)) {
+    delete w;
+    return nullptr;
+  }
   *slot = w;
   return w;
 }
@@ -487,66 +530,9 @@ void CoalescingWriter::Release() {
   // encrypts what was kept) unless TLS is broken, and then what was kept cannot go anyway.
   plain_.clear();
   FlushSocket();
-  if (bio_ == nullptr && PlainWriterFor(fd_) == this) {
-    plain_writers[fd_] = nullptr;
-    if (--plain_writer_count == 0) {
-      CoalescingWriter** const old = plain_writers;
-      plain_writer_slots = 0;
-      std::atomic_signal_fence(std::memory_order_seq_cst);
-      plain_writers = nullptr;
-      std::atomic_signal_fence(std::memory_order_seq_cst);
-      std::free(static_cast<void*>(old));
-    }
-  }
+  if (bio_ == nullptr && PlainWriterFor(fd_) == this) plain_writers.Clear(fd_);
   if (*slot_ == this) *slot_ = nullptr;
   delete this;
-}
-
-// The poll handles of stopping connections whose socket a Linger keeps open, by descriptor, on
-// this thread. libmosquitto closes its descriptor as soon as the DISCONNECT is written, before the
-// client's watch of it is closed; an epoll registration lives as long as the socket, not the
-// descriptor, so if the poll were stopped only then (epoll_ctl on a closed descriptor fails), the
-// lingering socket would go on reporting its events under that number, which the next socket
-// opened gets. The executable's close() stops the poll first. Plain old data, as plain_writers.
-thread_local uv_poll_t** closing_polls = nullptr;
-thread_local size_t closing_poll_slots = 0;
-thread_local size_t closing_poll_count = 0;
-
-void StopPollOnClose(int fd, uv_poll_t* poll) {
-  if (fd < 0) return;
-  const size_t need = static_cast<size_t>(fd) + 1;
-  if (need > closing_poll_slots) {
-    const size_t slots = std::max<size_t>({need, closing_poll_slots * 2, 64});
-    auto** grown = static_cast<uv_poll_t**>(std::calloc(slots, sizeof(uv_poll_t*)));
-    if (grown == nullptr) return;  // the stale registration is then possible, nothing worse
-    if (closing_poll_slots > 0) std::copy(closing_polls, closing_polls + closing_poll_slots, grown);
-    uv_poll_t** const old = closing_polls;
-    closing_polls = grown;
-    closing_poll_slots = slots;
-    std::free(static_cast<void*>(old));
-  }
-  if (closing_polls[fd] == nullptr) closing_poll_count++;
-  closing_polls[fd] = poll;
-}
-
-// The poll of `fd` no longer needs stopping at its close: stopped now (`stop`) or going.
-void ForgetPollOnClose(int fd, uv_poll_t* poll, bool stop) {
-  if (closing_poll_count == 0 || fd < 0 || static_cast<size_t>(fd) >= closing_poll_slots ||
-      closing_polls[fd] != poll || poll == nullptr) {
-    return;
-  }
-  if (stop) uv_poll_stop(poll);
-  closing_polls[fd] = nullptr;
-  if (--closing_poll_count == 0) {
-    std::free(static_cast<void*>(closing_polls));
-    closing_polls = nullptr;
-    closing_poll_slots = 0;
-  }
-}
-
-void StopClosingPoll(int fd) {
-  if (closing_poll_count == 0 || fd < 0 || static_cast<size_t>(fd) >= closing_poll_slots) return;
-  ForgetPollOnClose(fd, closing_polls[fd], true);
 }
 
 // Closing a TCP socket outright while the broker still answers what was just sent (SUBACKs,
@@ -627,7 +613,10 @@ extern "C" ssize_t write(int fd, const void* buf, size_t n) {
 
 extern "C" int close(int fd) {
   if (edgetrust::mqtt::CoalescingWriter* w = edgetrust::mqtt::PlainWriterFor(fd)) w->Release();
-  edgetrust::mqtt::StopClosingPoll(fd);
+  if (uv_poll_t* p = edgetrust::mqtt::closing_polls.Find(fd)) {
+    uv_poll_stop(p);
+    edgetrust::mqtt::closing_polls.Clear(fd);
+  }
   return __close(fd);
 }
 
@@ -969,7 +958,8 @@ struct UvMqttClient::Impl {
     if (!watch) return;
     SocketWatch* w = watch;
     watch = nullptr;
-    ForgetPollOnClose(w->fd, &w->poll, false);  // uv_close stops it, the descriptor still open
+    // uv_close stops the poll now, while the descriptor is still open.
+    if (closing_polls.Find(w->fd) == &w->poll) closing_polls.Clear(w->fd);
     pending_closes++;
     uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), [](uv_handle_t* h) {
       auto* sw = static_cast<SocketWatch*>(h->data);
@@ -1141,7 +1131,10 @@ struct UvMqttClient::Impl {
     }
     if (const int fd = mosquitto_socket(mosq); fd >= 0 && linger_fd < 0) {
       linger_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);  // -1: no lingering close, nothing else changes
-      if (linger_fd >= 0 && watch != nullptr && watch->fd == fd) StopPollOnClose(fd, &watch->poll);
+      if (linger_fd >= 0 && watch != nullptr && watch->fd == fd) {
+        ForgetTablesInForkedChild();
+        closing_polls.Set(fd, &watch->poll);  // out of memory: a stale registration is possible
+      }
     }
     in_mosq++;
     // The DISCONNECT must not be taken into the writer's buffer and dropped with it when
