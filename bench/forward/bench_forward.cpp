@@ -46,6 +46,7 @@
 #include <thread>
 #include <vector>
 
+#include "edgetrust/device/runner.h"
 #include "edgetrust/mqtt/uv_mqtt_client.h"
 #include "edgetrust/storage/store.h"
 #include "edgetrust/storage/tables.h"
@@ -613,11 +614,12 @@ int Main(int argc, char** argv) {
   const Flags& f = b.flags;
 
   // 10,000 TLS connections in the simulator and as many in the broker: both inherit this.
-  // The simulator needs mqtt::kDescriptorsPerClient + 1 per device (its socket, its state lock);
-  // root may raise the hard limit too.
+  // The simulator needs device::kDescriptorsPerSimulatedDevice per device; root may raise the
+  // hard limit too (where it cannot, the fleet is split over several simulator processes).
   rlimit rl{};
   getrlimit(RLIMIT_NOFILE, &rl);
-  const rlim_t wanted = static_cast<rlim_t>(f.devices) * (mqtt::kDescriptorsPerClient + 1) + 4096;
+  const rlim_t wanted =
+      static_cast<rlim_t>(f.devices) * device::kDescriptorsPerSimulatedDevice + 4096;
   if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < wanted) rl.rlim_max = wanted;
   rl.rlim_cur = rl.rlim_max;
   if (setrlimit(RLIMIT_NOFILE, &rl) != 0) getrlimit(RLIMIT_NOFILE, &rl);
@@ -664,14 +666,13 @@ int Main(int argc, char** argv) {
     auto broker = StartMosquitto(b.tmp.path(), "site-fleet", b.SiteConfigA(), b.site.port);
     auto gateway = b.StartGateway("gateway-fleet");
     std::printf("gateway (idle, 0 devices): VmRSS %s\n", StatusField(gateway.pid(), "VmRSS").c_str());
-    // One simulator holds kDescriptorsPerClient + 1 descriptors per device (socket, state lock):
-    // split the fleet over as many processes as the descriptor limit asks for, each given its
-    // share of the factory output as a directory of links.
+    // Split the fleet over as many simulator processes as the descriptor limit asks for, each
+    // given its share of the factory output as a directory of links.
     rlimit nofile{};
     getrlimit(RLIMIT_NOFILE, &nofile);
     const int per_process = std::max<int>(
         1, static_cast<int>((std::min<rlim_t>(nofile.rlim_cur, 1 << 20) - 128) /
-                            (mqtt::kDescriptorsPerClient + 1)));
+                            device::kDescriptorsPerSimulatedDevice));
     const std::string devices_dir = b.site.manufacturers.at("acme").devices_dir;
     std::vector<Subprocess> sims;
     auto t0 = Clock::now();

@@ -166,6 +166,10 @@ void DeviceAgent::Tick() {
                   retiring_.end());
   if (stopping_) return;
   const uint64_t now_ms = NowMs();
+  if (unsaved_ && now_ms >= save_retry_at_ms_) {
+    SaveIssued();
+    return;
+  }
   if (!client_) {
     if (now_ms >= connect_at_ms_) Connect();
     return;
@@ -194,7 +198,7 @@ void DeviceAgent::Tick() {
     request_retry_at_ms_ = now_ms;
   }
 
-  if (request_wanted_ && request_topic_ready_) {
+  if (request_wanted_ && request_topic_ready_ && !unsaved_) {
     if (!request_ && now_ms >= request_retry_at_ms_) {
       StartRequest();
     } else if (request_ && now_ms >= request_resend_at_ms_) {
@@ -283,6 +287,7 @@ void DeviceAgent::OnSubscribe(uint64_t generation, int mid, const std::vector<in
 }
 
 void DeviceAgent::StartRequest() {
+  if (unsaved_) return;  // an issued certificate waits to be written
   RequestParams params;
   params.device_id = device_id();
   params.connected_cert_der =
@@ -360,17 +365,31 @@ void DeviceAgent::HandleAnswer(const Answer& answer) {
     case AnswerKind::kIssued:
       break;
   }
-  if (auto s = state_.SaveIdentity(answer.stored); !s.ok()) {
-    Log(std::string("cannot store the new certificate: ") + s.error().message);
-    request_.reset();
-    request_retry_at_ms_ = NowMs() + reject_backoff_.Next();
-    return;
-  }
-  identity_ = *answer.identity;
+  ++certificates_received_;
   request_.reset();
   request_wanted_ = false;
   reject_backoff_.Reset();
-  ++enrollments_;
+  unsaved_ = answer;
+  unsaved_enrolled_ = enrolling;
+  SaveIssued();
+}
+
+// The site already counts the issued certificate as this device's (and revoked the one before
+// it): a new request would only make it revoke this one too. So a certificate that cannot be
+// written (descriptors, disk) is kept and written again later; no request goes out meanwhile.
+void DeviceAgent::SaveIssued() {
+  const bool enrolling = unsaved_enrolled_;
+  if (auto s = state_.SaveIdentity(unsaved_->stored); !s.ok()) {
+    const uint64_t delay = save_backoff_.Next();
+    Log(std::string("cannot store the new certificate: ") + s.error().message +
+        "; trying again in " + std::to_string((delay + 999) / 1000) + " s");
+    save_retry_at_ms_ = NowMs() + delay;
+    return;
+  }
+  Answer answer = std::move(*unsaved_);
+  unsaved_.reset();
+  save_backoff_.Reset();
+  identity_ = std::move(*answer.identity);
   Log(std::string(enrolling ? "enrolled" : "renewed") + ", cert expires " +
       FormatUtc(identity_->cert.not_after) +
       (identity_->site.empty() ? "" : ", site " + identity_->site));

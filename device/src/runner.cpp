@@ -136,18 +136,20 @@ class Fleet {
 
   void PrintProgress() {
     size_t enrolled = 0, online = 0;
-    uint64_t telemetry = 0;
+    uint64_t telemetry = 0, certificates = 0;
     for (auto& a : agents_) {
       enrolled += a->has_identity() ? 1 : 0;
       online += a->online() ? 1 : 0;
       telemetry += a->telemetry_acked();
+      certificates += a->certificates_received();
     }
     char elapsed[32];
     std::snprintf(elapsed, sizeof elapsed, "%.1f",
                   static_cast<double>(uv_now(loop_) - start_ms_) / 1000.0);
     PrintLine("simulate: " + std::to_string(enrolled) + "/" + std::to_string(agents_.size()) +
               " enrolled, " + std::to_string(online) + " connected, " + std::to_string(telemetry) +
-              " telemetry sent, " + elapsed + " s");
+              " telemetry sent, " + std::to_string(certificates) + " certificates received, " +
+              elapsed + " s");
   }
 
   void StopAll(int code) {
@@ -213,9 +215,8 @@ Status AddAgents(Fleet& fleet, const Options& options) {
                      options.factory_out + " holds " + std::to_string(ids.size()) +
                          " provisioned device(s), --simulate asks for " +
                          std::to_string(options.simulate));
-  // Per device: the MQTT client's descriptors and the state directory's lock.
   const uint64_t needed =
-      static_cast<uint64_t>(options.simulate) * (mqtt::kDescriptorsPerClient + 1) + 64;
+      static_cast<uint64_t>(options.simulate) * kDescriptorsPerSimulatedDevice + 64;
   if (const uint64_t limit = mqtt::RaiseDescriptorLimit(needed); limit < needed) {
     return MakeError(ErrorCode::kResourceExhausted,
                      "--simulate " + std::to_string(options.simulate) + " needs about " +

@@ -71,7 +71,8 @@ class DeviceAgent {
   bool online() const;  // connected with the operational certificate
   bool finished() const { return finished_; }
   uint64_t telemetry_acked() const { return telemetry_acked_; }
-  uint64_t enrollments() const { return enrollments_; }
+  // Certificates issued to this agent (enrollments and renewals), written or not.
+  uint64_t certificates_received() const { return certificates_received_; }
 
  private:
   DeviceAgent(uv_loop_t* loop, AgentConfig config, AgentEvents events, StateDir state);
@@ -88,6 +89,7 @@ class DeviceAgent {
   void StartRequest();
   void SendRequest();
   void HandleAnswer(const Answer& answer);
+  void SaveIssued();
   void HandleLifecycle(const mqtt::Message& message);
   void PublishTelemetry();
   void Finish(int exit_code);
@@ -125,12 +127,17 @@ class DeviceAgent {
   std::optional<uint64_t> forced_renewal_at_ms_;
   bool forced_renewal_armed_ = false;
   std::set<std::string> seen_nonces_;
+  // Issued but not yet in the state directory: written again at save_retry_at_ms_.
+  std::optional<Answer> unsaved_;
+  bool unsaved_enrolled_ = false;  // issued by enrollment (else renewal)
+  uint64_t save_retry_at_ms_ = 0;
+  Backoff save_backoff_{1000, 30000};
 
   uint64_t next_telemetry_ms_ = 0;
   uint64_t telemetry_seq_ = 0;
   uint64_t telemetry_acked_ = 0;
   std::set<int> telemetry_mids_;
-  uint64_t enrollments_ = 0;
+  uint64_t certificates_received_ = 0;
 
   bool started_ = false;
   bool stopping_ = false;
