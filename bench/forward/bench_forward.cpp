@@ -696,6 +696,21 @@ int Main(int argc, char** argv) {
     }
     std::printf("fleet: %zu simulator process(es), up to %d devices each\n", sims.size(), per_process);
     std::optional<int> code = 0;
+    // VmHWM says how high the gateway's RSS went, not of what: sampled each second, the highest
+    // VmRSS seen and its anonymous / file (LMDB map) split.
+    struct RssSample {
+      long anon_kb = 0, file_kb = 0;
+      double at_s = 0;
+      long total() const { return anon_kb + file_kb; }
+    } peak;
+    auto sample_rss = [&] {
+      RssSample now{std::atol(StatusField(gateway.pid(), "RssAnon").c_str()),
+                    std::atol(StatusField(gateway.pid(), "RssFile").c_str()),
+                    Seconds(Clock::now() - t0)};
+      if (now.total() > peak.total()) peak = now;
+    };
+    const CpuSample cpu0 = CpuSample::Take(broker.pid(), gateway.pid(), upstream.pid());
+    double sims_cpu = 0;
     for (int tick = 1;; tick++) {
       bool all_done = true;
       for (auto& sim : sims) {
@@ -703,6 +718,9 @@ int Main(int argc, char** argv) {
       }
       if (all_done) break;
       std::this_thread::sleep_for(1s);
+      sample_rss();
+      sims_cpu = 0;
+      for (auto& sim : sims) sims_cpu += std::max(0.0, ProcessCpuSeconds(sim.pid()));
       if (!gateway.running()) {
         std::string log = gateway.Log();
         throw std::runtime_error("the gateway died during enrollment; its log ends:\n" +
@@ -729,6 +747,7 @@ int Main(int argc, char** argv) {
       }
     }
     double sim_s = Seconds(Clock::now() - t0);
+    const CpuSample cpu1 = CpuSample::Take(broker.pid(), gateway.pid(), upstream.pid());
     testing::WaitUntil([&] { return counter.Devices() >= static_cast<size_t>(f.devices) &&
                                     counter.others() >= 3ull * f.devices; }, 60s);
     std::printf("fleet: %s in %.1f s (simulator exit %d)\n",
@@ -747,6 +766,13 @@ int Main(int argc, char** argv) {
                 StatusField(gateway.pid(), "VmRSS").c_str(),
                 StatusField(gateway.pid(), "RssAnon").c_str(),
                 StatusField(gateway.pid(), "RssFile").c_str());
+    std::printf("gateway RSS, highest sampled each second during the fleet phase: %ld kB = RssAnon %ld "
+                "kB + RssFile %ld kB, at %.0f s\n",
+                peak.total(), peak.anon_kb, peak.file_kb, peak.at_s);
+    std::printf("fleet phase CPU seconds: site broker %.1f, gateway %.1f, upstream %.1f, "
+                "simulators %.1f (at their last sample), in %.1f s on %ld cores\n",
+                cpu1.site - cpu0.site, cpu1.gateway - cpu0.gateway, cpu1.upstream - cpu0.upstream,
+                sims_cpu, sim_s, sysconf(_SC_NPROCESSORS_ONLN));
     std::fflush(stdout);
     if (f.hold > 0) {
       std::printf("holding the fleet's gateway (pid %d) for %d s\n", gateway.pid(), f.hold);

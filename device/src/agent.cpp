@@ -432,12 +432,14 @@ void DeviceAgent::HandleLifecycle(const mqtt::Message& message) {
       return;
     case protocol::LifecycleActionKind::kReenroll:
       request_wanted_ = false;
+      unsaved_.reset();  // a renewal's certificate not yet written: the site wants a new one
       SwitchTo(Credential::kBirth, 0, "re-enrollment requested by the site");
       return;
     case protocol::LifecycleActionKind::kWipe:
       if (auto s = state_.ClearIdentity(); !s.ok()) Log("wipe failed: " + s.error().message);
       else Log("wiped the operational identity");
       identity_.reset();
+      unsaved_.reset();
       request_wanted_ = false;
       SwitchTo(Credential::kBirth, 0, "wiped");
       return;
