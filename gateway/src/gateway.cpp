@@ -24,7 +24,9 @@ constexpr size_t kBatchSize = 128;          // requests per write transaction
 // one per device and kind) instead of their answers piling up in libmosquitto (each kept until
 // its PUBACK): a fleet enrolling at once would otherwise cost tens of MiB.
 constexpr size_t kMaxUnacked = 256;
-constexpr size_t kMaxQueued = 20000;        // beyond this, requests are dropped (devices retry)
+// Requests and state reports waiting; enrollment and renewal requests are bounded further by
+// --request-queue (GatewayOptions::request_queue): a state report is not sent again, a request is.
+constexpr size_t kMaxQueued = 20000;
 constexpr uint64_t kHousekeepingMs = 10000;
 constexpr std::string_view kStampProperty = "et-cert-sha256";
 constexpr uint64_t kUpstreamWatchMs = 250;
@@ -96,6 +98,7 @@ Status Gateway::Start() {
   uv_timer_start(&housekeeping_, [](uv_timer_t* t) {
     auto* self = static_cast<Gateway*>(t->data);
     self->limiter_.Prune(uv_now(self->loop_));
+    self->LogDropped(true);
     // After a burst (a fleet enrolling) wolfCrypt keeps its ECC point cache (~12 MiB, mostly
     // for CSR keys never seen again) and glibc the freed heap; hand both back once idle.
     if (self->queue_.empty() && self->up_queue_.empty()) {
@@ -246,10 +249,14 @@ void Gateway::OnMessage(const mqtt::Message& m) {
     *it->second = std::move(r);  // the newest ask of this device stands in for the older one
     return;
   }
-  if (queue_.size() >= kMaxQueued) {
-    log_.Warn("request_dropped", {{"device", r.device_id}, {"msg", "queue full"}});
+  const bool request = IsRequest(r.kind);
+  if (request ? queued_requests_ >= static_cast<size_t>(options_.request_queue)
+              : queue_.size() >= kMaxQueued) {
+    ++dropped_unlogged_;
+    LogDropped(false);
     return;
   }
+  if (request) ++queued_requests_;
   queue_.push_back(std::move(r));
   queued_.emplace(key, std::prev(queue_.end()));
   ScheduleDrain();
@@ -286,11 +293,24 @@ static void CheckCsrs(std::deque<DeviceRequest>& batch, const EnrollmentService&
   }
 }
 
+// At most one line a second while dropping; `flush` (housekeeping) logs what is left.
+void Gateway::LogDropped(bool flush) {
+  if (dropped_unlogged_ == 0) return;
+  const uint64_t now = uv_now(loop_);
+  if (!flush && dropped_logged_at_ != 0 && now - dropped_logged_at_ < kRefusedLogEveryMs) return;
+  log_.Warn("request_dropped",
+            {{"dropped", Num(dropped_unlogged_)}, {"queued", Num(queue_.size())},
+             {"msg", "queue full; devices ask again after their response timeout"}});
+  dropped_unlogged_ = 0;
+  dropped_logged_at_ = now;
+}
+
 void Gateway::HandleNextBatch() {
   std::deque<DeviceRequest> batch;
   while (!queue_.empty() && batch.size() < kBatchSize) {
     DeviceRequest& r = queue_.front();
     queued_.erase(QueueKey(r));
+    if (IsRequest(r.kind)) --queued_requests_;
     batch.push_back(std::move(r));
     queue_.pop_front();
   }

@@ -73,6 +73,9 @@ std::string GatewayUsage() {
          "                      with identity device (default: cloud/ beside the store dir)\n"
          "  --log-level LEVEL   debug | info | warn | error (default info)\n"
          "  --rate N/SECONDS    enrollment/renewal requests allowed per device (default 5/10)\n"
+         "  --request-queue N   enrollment/renewal requests that may wait, about 1.2 KiB each;\n"
+         "                      beyond it one is dropped and its device asks again after its\n"
+         "                      response timeout (default 2048)\n"
          "\n"
          "Logs go to stdout, one line per event. SIGTERM finishes in-flight work and exits 0.\n";
 }
@@ -119,6 +122,9 @@ Result<GatewayOptions> ParseGatewayOptions(const std::vector<std::string>& args)
       ET_ASSIGN_OR_RETURN(o.rate_burst, ParseInt("--rate", rate.substr(0, slash), 1, 1000000));
       ET_ASSIGN_OR_RETURN(o.rate_window_seconds,
                           ParseInt("--rate", rate.substr(slash + 1), 1, 86400));
+    } else if (a == "--request-queue") {
+      ET_ASSIGN_OR_RETURN(std::string n, value());
+      ET_ASSIGN_OR_RETURN(o.request_queue, ParseInt("--request-queue", n, 1, 10000000));
     } else {
       return MakeError(ErrorCode::kInvalidArgument, "unknown argument '" + a + "'");
     }

@@ -208,16 +208,18 @@ class GatewayTestBase : public ::testing::Test {
   }
 
   // Starts the gateway (one log file per start) and waits until it is ready.
-  void StartGateway(const std::map<std::string, std::string>& env = {}) {
+  void StartGateway(const std::map<std::string, std::string>& env = {},
+                    const std::vector<std::string>& extra_args = {}) {
     const SiteFixture& s = site();
     std::string log = gateway_site().tmp /
                       ("gateway-" + std::to_string(++starts_) + "-" +
                        ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".log");
-    gateway_ = Subprocess::Start(
-        {BinPath("edgetrust-gateway"), "--policy", s.policy, "--store", s.store, "--broker",
-         "mqtts://127.0.0.1:" + std::to_string(s.port), "--ca", s.site_ca_cert, "--cert",
-         s.gateway_cert, "--key", s.gateway_key, "--log-level", "debug"},
-        log, env);
+    std::vector<std::string> args = {
+        BinPath("edgetrust-gateway"), "--policy", s.policy, "--store", s.store, "--broker",
+        "mqtts://127.0.0.1:" + std::to_string(s.port), "--ca", s.site_ca_cert, "--cert",
+        s.gateway_cert, "--key", s.gateway_key, "--log-level", "debug"};
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    gateway_ = Subprocess::Start(args, log, env);
     ASSERT_TRUE(WaitUntil([&] { return Logged("gateway_ready") || !gateway_.running(); },
                           std::chrono::seconds(20)));
     ASSERT_TRUE(gateway_.running()) << gateway_.Log();

@@ -9,6 +9,8 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <regex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -66,6 +68,13 @@ std::string Policy(const SiteFixture& s, bool with_acme2) {
 
 GatewaySite* g_site = nullptr;
 
+size_t CountOf(const std::string& text, const std::string& needle) {
+  size_t n = 0;
+  for (size_t pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1))
+    ++n;
+  return n;
+}
+
 class GatewayTest : public testing::GatewayTestBase {
  protected:
   static void SetUpTestSuite() {
@@ -80,6 +89,7 @@ class GatewayTest : public testing::GatewayTestBase {
                                   {.name = "acme2", .model = "thermo-9", .count = 1},
                                   {.name = "agentco", .model = "thermo-2", .count = 1},
                                   {.name = "simco", .model = "thermo-3", .count = 400},
+                                  {.name = "burstco", .model = "thermo-4", .count = 60},
                                   {.name = "rogue", .model = "x", .count = 1, .trusted = false}}});
     // The rogue factory's CA is trusted by the broker's TLS but named nowhere in the policy.
     WriteFile(s.fx.trust,
@@ -537,6 +547,41 @@ TEST_F(GatewayTest, SimulatedDevicesEnroll) {
   const std::string log = gateway_.Log();
   EXPECT_EQ(log.find("request_failed"), std::string::npos) << log;
   EXPECT_EQ(log.find("request_dropped"), std::string::npos) << log;
+}
+
+// More requests at once than --request-queue lets wait: the gateway is down while 60 devices
+// ask (the broker keeps their requests in its session), then comes up with room for 16. It drops
+// the rest, says so, and the devices' repeats get every one of them enrolled, each exactly once.
+TEST_F(GatewayTest, ABurstBeyondTheRequestQueueIsDroppedAndEnrolledOnRepeat) {
+  const auto& m = site().manufacturers.at("burstco");
+  gateway_.Signal(SIGTERM);
+  ASSERT_EQ(gateway_.Wait(20s), std::optional<int>(0)) << gateway_.Log();
+  testing::Subprocess sim = testing::Subprocess::Start(
+      {BinPath("edgetrust-device"), "--broker", "mqtts://127.0.0.1:" + std::to_string(site().port),
+       "--ca", site().site_ca_cert, "--simulate", std::to_string(m.devices.size()),
+       "--factory-out", m.devices_dir, "--state", g_site->tmp / "burst-state",
+       "--exit-after-enroll", "--duration", "100", "--stagger-ms", "0", "--response-timeout", "2"},
+      g_site->tmp / "burst-simulator.log");
+  auto asked = [&] {
+    std::set<std::string> ids;
+    static const std::regex re(R"(device (burstco-\d+): enrollment request \S+ sent)");
+    const std::string log = sim.Log();
+    for (auto it = std::sregex_iterator(log.begin(), log.end(), re); it != std::sregex_iterator();
+         ++it)
+      ids.insert((*it)[1]);
+    return ids.size();
+  };
+  ASSERT_TRUE(WaitUntil([&] { return asked() == m.devices.size(); }, 60s)) << sim.Log();
+
+  StartGateway({}, {"--request-queue", "16"});
+  auto code = sim.Wait(100s);
+  ASSERT_EQ(code, std::optional<int>(0)) << sim.Log();
+  const std::string log = gateway_.Log();
+  EXPECT_NE(log.find("request_dropped dropped="), std::string::npos) << log;
+  for (const auto& dev : m.devices) {
+    EXPECT_EQ(Stored(dev.id).state, storage::DeviceState::kActive) << dev.id;
+    EXPECT_EQ(CountOf(log, "enroll_ok device=" + dev.id + " "), 1u) << dev.id;
+  }
 }
 
 }  // namespace

@@ -20,7 +20,7 @@ std::vector<std::string> Base() {
 TEST(GatewayOptions, ParsesTheDocumentedFlags) {
   auto args = Base();
   args.insert(args.end(), {"--site-ca", "x.pem", "--site-ca-key", "x.key", "--log-level", "warn",
-                           "--rate", "3/7"});
+                           "--rate", "3/7", "--request-queue", "16"});
   auto o = ParseGatewayOptions(args);
   ASSERT_TRUE(o.ok()) << o.error().ToString();
   EXPECT_EQ(o->broker_host, "127.0.0.1");
@@ -29,6 +29,8 @@ TEST(GatewayOptions, ParsesTheDocumentedFlags) {
   EXPECT_EQ(o->log_level, LogLevel::kWarn);
   EXPECT_EQ(o->rate_burst, 3);
   EXPECT_EQ(o->rate_window_seconds, 7);
+  EXPECT_EQ(o->request_queue, 16);
+  EXPECT_EQ(ParseGatewayOptions(Base())->request_queue, 2048);
   auto v6 = Base();
   v6[5] = "mqtts://[::1]";
   ASSERT_TRUE(ParseGatewayOptions(v6).ok());
@@ -52,6 +54,11 @@ TEST(GatewayOptions, RefusesBadInput) {
   a = Base();
   a.insert(a.end(), {"--rate", "5"});
   EXPECT_FALSE(ParseGatewayOptions(a).ok());
+  for (const char* n : {"0", "-1", "many", ""}) {
+    a = Base();
+    a.insert(a.end(), {"--request-queue", n});
+    EXPECT_FALSE(ParseGatewayOptions(a).ok()) << n;
+  }
   EXPECT_NE(GatewayUsage().find("site-ca.key beside the policy"), std::string::npos);
 }
 

@@ -72,6 +72,7 @@ class Gateway {
   void Drain();
   // Takes up to one batch off the queue and answers it (one write transaction).
   void HandleNextBatch();
+  void LogDropped(bool flush);
   void HandleBatch(std::deque<DeviceRequest>& batch);
   void Publish(const Reply& reply);
   void MaybeFault(std::string_view point, bool enroll, bool renew);
@@ -111,6 +112,9 @@ class Gateway {
   // The waiting request of each (device, kind): a device that asks again before its turn (its
   // answer timed out) replaces it instead of queueing a duplicate.
   std::unordered_map<std::string, std::list<DeviceRequest>::iterator> queued_;
+  size_t queued_requests_ = 0;    // enroll/cert requests in queue_ (the rest: state reports)
+  uint64_t dropped_unlogged_ = 0;  // dropped from a full queue since the last request_dropped
+  uint64_t dropped_logged_at_ = 0;  // loop ms
   // Before forwarder_: its aws-iot `identity: device` upstreams call into it.
   std::unique_ptr<CloudIdentities> cloud_identities_;
   std::unique_ptr<forwarding::Forwarder> forwarder_;

@@ -27,6 +27,9 @@ struct GatewayOptions {
   // `rate_window_seconds`.
   int rate_burst = 5;
   int rate_window_seconds = 10;
+  // Enrollment/renewal requests that may wait for their turn (about 1.2 KiB each); beyond it a
+  // request is dropped and its device asks again after its response timeout.
+  int request_queue = 2048;
   uint32_t session_expiry_seconds = 7 * 24 * 3600;
 };
 
