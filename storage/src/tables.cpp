@@ -562,7 +562,12 @@ Status OutboxAppendAt(WriteTxn& txn, std::string_view upstream, uint64_t seq,
                       const OutboxMessage& msg) {
   ET_RETURN_IF_ERROR(CheckName(upstream, "upstream name"));
   ET_ASSIGN_OR_RETURN(OutboxMeta meta, ReadOutboxMeta(txn, upstream));
-  if (seq < meta.next_seq || seq == UINT64_MAX) {
+  if (seq == UINT64_MAX) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "outbox of '" + std::string(upstream) + "': seq " + std::to_string(seq) +
+                         " is the largest there is; no sequence number would follow it");
+  }
+  if (seq < meta.next_seq) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "outbox of '" + std::string(upstream) + "': seq " + std::to_string(seq) +
                          " is below the next one, " + std::to_string(meta.next_seq));

@@ -466,6 +466,10 @@ TEST(Store, OutboxOrderRemoveStatsAndDropOldest) {
     EXPECT_EQ(*OutboxNextSeq(w, "aws"), 10u);
     EXPECT_EQ(OutboxAppendAt(w, "aws", 9, at).error().code, ErrorCode::kInvalidArgument);
     EXPECT_EQ(OutboxAppendAt(w, "aws", 8, at).error().code, ErrorCode::kInvalidArgument);
+    auto last = OutboxAppendAt(w, "aws", UINT64_MAX, at);
+    ASSERT_FALSE(last.ok());
+    EXPECT_EQ(last.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_NE(last.error().message.find("largest"), std::string::npos) << last.error().message;
     EXPECT_EQ(*OutboxAppend(w, "aws", OutboxMessage{}), 10u);
     auto gap = OutboxRead(w, "aws", 6, 100);
     ASSERT_OK(gap);
