@@ -39,6 +39,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <numeric>
 #include <optional>
 #include <set>
 #include <stdexcept>
@@ -710,7 +711,7 @@ int Main(int argc, char** argv) {
       if (now.total() > peak.total()) peak = now;
     };
     const CpuSample cpu0 = CpuSample::Take(broker.pid(), gateway.pid(), upstream.pid());
-    double sims_cpu = 0;
+    std::vector<double> sim_cpu(sims.size(), 0.0);  // each simulator's, at its last sample
     for (int tick = 1;; tick++) {
       bool all_done = true;
       for (auto& sim : sims) {
@@ -719,8 +720,8 @@ int Main(int argc, char** argv) {
       if (all_done) break;
       std::this_thread::sleep_for(1s);
       sample_rss();
-      sims_cpu = 0;
-      for (auto& sim : sims) sims_cpu += std::max(0.0, ProcessCpuSeconds(sim.pid()));
+      for (size_t i = 0; i < sims.size(); ++i)
+        sim_cpu[i] = std::max(sim_cpu[i], ProcessCpuSeconds(sims[i].pid()));
       if (!gateway.running()) {
         std::string log = gateway.Log();
         throw std::runtime_error("the gateway died during enrollment; its log ends:\n" +
@@ -772,7 +773,8 @@ int Main(int argc, char** argv) {
     std::printf("fleet phase CPU seconds: site broker %.1f, gateway %.1f, upstream %.1f, "
                 "simulators %.1f (at their last sample), in %.1f s on %ld cores\n",
                 cpu1.site - cpu0.site, cpu1.gateway - cpu0.gateway, cpu1.upstream - cpu0.upstream,
-                sims_cpu, sim_s, sysconf(_SC_NPROCESSORS_ONLN));
+                std::accumulate(sim_cpu.begin(), sim_cpu.end(), 0.0), sim_s,
+                sysconf(_SC_NPROCESSORS_ONLN));
     std::fflush(stdout);
     if (f.hold > 0) {
       std::printf("holding the fleet's gateway (pid %d) for %d s\n", gateway.pid(), f.hold);

@@ -188,7 +188,7 @@ void DeviceAgent::Tick() {
     forced_renewal_at_ms_.reset();
     renew_requested_ = true;
   }
-  if (credential_ == Credential::kOperational && identity_ && !request_wanted_ &&
+  if (credential_ == Credential::kOperational && identity_ && !request_wanted_ && !unsaved_ &&
       (renew_requested_ || RenewalDue(identity_->cert.not_before, identity_->cert.not_after, now))) {
     Log(renew_requested_ ? std::string("renewal requested")
                          : "renewing, certificate expires " + FormatUtc(identity_->cert.not_after));
@@ -374,9 +374,11 @@ void DeviceAgent::HandleAnswer(const Answer& answer) {
   SaveIssued();
 }
 
-// The site already counts the issued certificate as this device's (and revoked the one before
-// it): a new request would only make it revoke this one too. So a certificate that cannot be
-// written (descriptors, disk) is kept and written again later; no request goes out meanwhile.
+// The site already counts the issued certificate as this device's: a new request would make it
+// revoke this one, unused, and issue another. So a certificate that cannot be written
+// (descriptors, disk) is kept and written again later; no request goes out meanwhile, and what
+// asked for one meanwhile (a reconnect on the birth certificate, renewal coming due on the old
+// certificate, a lifecycle renew) is answered by this certificate once it is written.
 void DeviceAgent::SaveIssued() {
   const bool enrolling = unsaved_enrolled_;
   if (auto s = state_.SaveIdentity(unsaved_->stored); !s.ok()) {
@@ -389,6 +391,9 @@ void DeviceAgent::SaveIssued() {
   Answer answer = std::move(*unsaved_);
   unsaved_.reset();
   save_backoff_.Reset();
+  request_.reset();
+  request_wanted_ = false;
+  renew_requested_ = false;
   identity_ = std::move(*answer.identity);
   Log(std::string(enrolling ? "enrolled" : "renewed") + ", cert expires " +
       FormatUtc(identity_->cert.not_after) +
@@ -433,6 +438,7 @@ void DeviceAgent::HandleLifecycle(const mqtt::Message& message) {
     case protocol::LifecycleActionKind::kReenroll:
       request_wanted_ = false;
       unsaved_.reset();  // a renewal's certificate not yet written: the site wants a new one
+      save_backoff_.Reset();
       SwitchTo(Credential::kBirth, 0, "re-enrollment requested by the site");
       return;
     case protocol::LifecycleActionKind::kWipe:
@@ -440,6 +446,7 @@ void DeviceAgent::HandleLifecycle(const mqtt::Message& message) {
       else Log("wiped the operational identity");
       identity_.reset();
       unsaved_.reset();
+      save_backoff_.Reset();
       request_wanted_ = false;
       SwitchTo(Credential::kBirth, 0, "wiped");
       return;
@@ -484,6 +491,13 @@ void DeviceAgent::Finish(int exit_code) {
 void DeviceAgent::Stop() {
   if (stopping_) return;
   stopping_ = true;
+  if (unsaved_) {  // a last try: unwritten, the certificate is asked for again at the next start
+    if (auto st = state_.SaveIdentity(unsaved_->stored); !st.ok())
+      Log("stopping with the new certificate unwritten: " + st.error().message);
+    else
+      Log("new certificate written while stopping");
+    unsaved_.reset();
+  }
   if (!started_) {
     tick_closed_ = true;
     MaybeClosed();

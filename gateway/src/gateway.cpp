@@ -24,8 +24,9 @@ constexpr size_t kBatchSize = 128;          // requests per write transaction
 // one per device and kind) instead of their answers piling up in libmosquitto (each kept until
 // its PUBACK): a fleet enrolling at once would otherwise cost tens of MiB.
 constexpr size_t kMaxUnacked = 256;
-// Requests and state reports waiting; enrollment and renewal requests are bounded further by
-// --request-queue (GatewayOptions::request_queue): a state report is not sent again, a request is.
+// Requests and state reports waiting, together. Enrollment and renewal requests are bounded
+// further by --request-queue (GatewayOptions::request_queue, at most half of this), so that
+// state reports, which a device does not send again, find room.
 constexpr size_t kMaxQueued = 20000;
 constexpr uint64_t kHousekeepingMs = 10000;
 constexpr std::string_view kStampProperty = "et-cert-sha256";
@@ -250,9 +251,9 @@ void Gateway::OnMessage(const mqtt::Message& m) {
     return;
   }
   const bool request = IsRequest(r.kind);
-  if (request ? queued_requests_ >= static_cast<size_t>(options_.request_queue)
-              : queue_.size() >= kMaxQueued) {
-    ++dropped_unlogged_;
+  if (queue_.size() >= kMaxQueued ||
+      (request && queued_requests_ >= static_cast<size_t>(options_.request_queue))) {
+    ++(request ? dropped_unlogged_ : dropped_states_unlogged_);
     LogDropped(false);
     return;
   }
@@ -295,13 +296,20 @@ static void CheckCsrs(std::deque<DeviceRequest>& batch, const EnrollmentService&
 
 // At most one line a second while dropping; `flush` (housekeeping) logs what is left.
 void Gateway::LogDropped(bool flush) {
-  if (dropped_unlogged_ == 0) return;
+  if (dropped_unlogged_ == 0 && dropped_states_unlogged_ == 0) return;
   const uint64_t now = uv_now(loop_);
   if (!flush && dropped_logged_at_ != 0 && now - dropped_logged_at_ < kRefusedLogEveryMs) return;
-  log_.Warn("request_dropped",
-            {{"dropped", Num(dropped_unlogged_)}, {"queued", Num(queue_.size())},
-             {"msg", "queue full; devices ask again after their response timeout"}});
-  dropped_unlogged_ = 0;
+  if (dropped_unlogged_ > 0) {
+    log_.Warn("request_dropped",
+              {{"dropped", Num(dropped_unlogged_)}, {"waiting", Num(queued_requests_)},
+               {"msg", "request queue full; devices ask again after their response timeout"}});
+  }
+  if (dropped_states_unlogged_ > 0) {
+    log_.Error("state_dropped",
+               {{"dropped", Num(dropped_states_unlogged_)}, {"waiting", Num(queue_.size())},
+                {"msg", "queue full; these state reports are lost"}});
+  }
+  dropped_unlogged_ = dropped_states_unlogged_ = 0;
   dropped_logged_at_ = now;
 }
 

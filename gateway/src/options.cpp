@@ -75,7 +75,7 @@ std::string GatewayUsage() {
          "  --rate N/SECONDS    enrollment/renewal requests allowed per device (default 5/10)\n"
          "  --request-queue N   enrollment/renewal requests that may wait, about 1.2 KiB each;\n"
          "                      beyond it one is dropped and its device asks again after its\n"
-         "                      response timeout (default 2048)\n"
+         "                      response timeout (default 2048, at most 10000)\n"
          "\n"
          "Logs go to stdout, one line per event. SIGTERM finishes in-flight work and exits 0.\n";
 }
@@ -124,7 +124,7 @@ Result<GatewayOptions> ParseGatewayOptions(const std::vector<std::string>& args)
                           ParseInt("--rate", rate.substr(slash + 1), 1, 86400));
     } else if (a == "--request-queue") {
       ET_ASSIGN_OR_RETURN(std::string n, value());
-      ET_ASSIGN_OR_RETURN(o.request_queue, ParseInt("--request-queue", n, 1, 10000000));
+      ET_ASSIGN_OR_RETURN(o.request_queue, ParseInt("--request-queue", n, 1, 10000));
     } else {
       return MakeError(ErrorCode::kInvalidArgument, "unknown argument '" + a + "'");
     }

@@ -10,6 +10,7 @@
 #include <regex>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -365,14 +366,26 @@ TEST_F(DeviceE2e, CertificateThatCannotBeWrittenIsKeptAndWrittenLaterNotAskedFor
   const std::string failed = ": cannot store the new certificate: ";
   ASSERT_TRUE(WaitUntil([&] { return CountOccurrences(device.Log(), failed) >= 2; }, 30s))
       << device.Log() << Diagnostics();
+  // Meanwhile the connection breaks: the agent reconnects on its birth certificate, which on its
+  // own would enroll; it must not ask while the certificate waits, nor once it is written.
+  const std::string birth_connect = ": connected with the birth certificate, enrolling";
+  broker_.process().Stop();
+  broker_ = Broker::Start(tmp_.path(), site_.MosquittoConfig(), {site_.port});
+  ASSERT_TRUE(WaitUntil([&] { return CountOccurrences(device.Log(), birth_connect) >= 2; }, 30s))
+      << device.Log() << Diagnostics();
   ASSERT_EQ(::rmdir(blocker.c_str()), 0);
   ASSERT_TRUE(WaitUntil([&] { return device.Log().find(": connected, certificate expires") !=
                                      std::string::npos; }, 30s))
       << device.Log() << Diagnostics();
+  // A request would go out as soon as the answer topic is subscribed: give it time to show.
+  std::this_thread::sleep_for(3s);
 
   const std::string log = device.Log();
   EXPECT_EQ(CountOccurrences(log, ": enrolled, cert expires"), 1u) << log;
+  EXPECT_EQ(log.find("renewal request"), std::string::npos) << log;
   EXPECT_EQ(CountOccurrences(gateway_.Log(), "enroll_ok device=" + dev.id + " "), 1u)
+      << Diagnostics();
+  EXPECT_EQ(gateway_.Log().find("renew_ok device=" + dev.id + " "), std::string::npos)
       << Diagnostics();
   auto stored = pki::ParseCertificatePem(ReadFile(dir + "/operational.pem"));
   ASSERT_TRUE(stored.ok()) << ReadFile(dir + "/operational.pem");

@@ -560,7 +560,7 @@ TEST_F(GatewayTest, ABurstBeyondTheRequestQueueIsDroppedAndEnrolledOnRepeat) {
       {BinPath("edgetrust-device"), "--broker", "mqtts://127.0.0.1:" + std::to_string(site().port),
        "--ca", site().site_ca_cert, "--simulate", std::to_string(m.devices.size()),
        "--factory-out", m.devices_dir, "--state", g_site->tmp / "burst-state",
-       "--exit-after-enroll", "--duration", "100", "--stagger-ms", "0", "--response-timeout", "2"},
+       "--exit-after-enroll", "--duration", "200", "--stagger-ms", "0", "--response-timeout", "2"},
       g_site->tmp / "burst-simulator.log");
   auto asked = [&] {
     std::set<std::string> ids;
@@ -574,7 +574,7 @@ TEST_F(GatewayTest, ABurstBeyondTheRequestQueueIsDroppedAndEnrolledOnRepeat) {
   ASSERT_TRUE(WaitUntil([&] { return asked() == m.devices.size(); }, 60s)) << sim.Log();
 
   StartGateway({}, {"--request-queue", "16"});
-  auto code = sim.Wait(100s);
+  auto code = sim.Wait(200s);
   ASSERT_EQ(code, std::optional<int>(0)) << sim.Log();
   const std::string log = gateway_.Log();
   EXPECT_NE(log.find("request_dropped dropped="), std::string::npos) << log;

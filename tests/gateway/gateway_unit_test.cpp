@@ -30,7 +30,9 @@ TEST(GatewayOptions, ParsesTheDocumentedFlags) {
   EXPECT_EQ(o->rate_burst, 3);
   EXPECT_EQ(o->rate_window_seconds, 7);
   EXPECT_EQ(o->request_queue, 16);
-  EXPECT_EQ(ParseGatewayOptions(Base())->request_queue, 2048);
+  auto defaults = ParseGatewayOptions(Base());
+  ASSERT_TRUE(defaults.ok()) << defaults.error().ToString();
+  EXPECT_EQ(defaults->request_queue, 2048);
   auto v6 = Base();
   v6[5] = "mqtts://[::1]";
   ASSERT_TRUE(ParseGatewayOptions(v6).ok());
@@ -54,7 +56,7 @@ TEST(GatewayOptions, RefusesBadInput) {
   a = Base();
   a.insert(a.end(), {"--rate", "5"});
   EXPECT_FALSE(ParseGatewayOptions(a).ok());
-  for (const char* n : {"0", "-1", "many", ""}) {
+  for (const char* n : {"0", "-1", "many", "", "10001"}) {
     a = Base();
     a.insert(a.end(), {"--request-queue", n});
     EXPECT_FALSE(ParseGatewayOptions(a).ok()) << n;

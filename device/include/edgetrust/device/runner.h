@@ -9,8 +9,8 @@
 namespace edgetrust::device {
 
 // Descriptors one simulated device may hold at once: its connection and, while it switches
-// certificates, the one it replaces; its state directory's lock; a file it writes or reads (its
-// identity, the CA file at each TLS connect).
+// certificates, the one it replaces (see kDescriptorsPerReplacedClient); its state directory's
+// lock; a file it writes or reads (its identity, the CA file at each TLS connect).
 inline constexpr uint64_t kDescriptorsPerSimulatedDevice = mqtt::kDescriptorsPerReplacedClient + 2;
 
 // Runs until done (--count, --exit-after-enroll, --duration) or SIGINT/SIGTERM. Returns the

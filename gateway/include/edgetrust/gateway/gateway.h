@@ -113,7 +113,8 @@ class Gateway {
   // answer timed out) replaces it instead of queueing a duplicate.
   std::unordered_map<std::string, std::list<DeviceRequest>::iterator> queued_;
   size_t queued_requests_ = 0;    // enroll/cert requests in queue_ (the rest: state reports)
-  uint64_t dropped_unlogged_ = 0;  // dropped from a full queue since the last request_dropped
+  uint64_t dropped_unlogged_ = 0;  // requests dropped from a full queue, not yet logged
+  uint64_t dropped_states_unlogged_ = 0;  // state reports dropped, not yet logged
   uint64_t dropped_logged_at_ = 0;  // loop ms
   // Before forwarder_: its aws-iot `identity: device` upstreams call into it.
   std::unique_ptr<CloudIdentities> cloud_identities_;

@@ -120,9 +120,10 @@ struct ClientCallbacks {
 uint64_t RaiseDescriptorLimit(uint64_t wanted);
 inline constexpr uint64_t kDescriptorsPerClient = 1;
 // After Stop() a client keeps a duplicate of its socket for up to a second while the connection
-// closes (a lingering close, see uv_mqtt_client.cpp); code that replaces a connection with a new
-// one (a device switching certificates) holds both for that long.
-inline constexpr uint64_t kDescriptorsPerReplacedClient = 2 * kDescriptorsPerClient;
+// closes (a lingering close, see uv_mqtt_client.cpp), beside libmosquitto's own until its
+// DISCONNECT is written; code that replaces a connection with a new one (a device switching
+// certificates) holds all three for that long.
+inline constexpr uint64_t kDescriptorsPerReplacedClient = 3 * kDescriptorsPerClient;
 
 class UvMqttClient {
  public:
