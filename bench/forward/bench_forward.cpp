@@ -767,8 +767,8 @@ int Main(int argc, char** argv) {
                 StatusField(gateway.pid(), "VmRSS").c_str(),
                 StatusField(gateway.pid(), "RssAnon").c_str(),
                 StatusField(gateway.pid(), "RssFile").c_str());
-    std::printf("gateway RSS, highest sampled each second during the fleet phase: %ld kB = RssAnon %ld "
-                "kB + RssFile %ld kB, at %.0f s\n",
+    std::printf("gateway RSS, highest sampled each second during the fleet phase: %ld kB = "
+                "RssAnon %ld kB + RssFile %ld kB, at %.0f s\n",
                 peak.total(), peak.anon_kb, peak.file_kb, peak.at_s);
     std::printf("fleet phase CPU seconds: site broker %.1f, gateway %.1f, upstream %.1f, "
                 "simulators %.1f (at their last sample), in %.1f s on %ld cores\n",
