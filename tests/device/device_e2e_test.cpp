@@ -40,13 +40,6 @@ std::string MissingBinary() {
   return "";
 }
 
-size_t CountOccurrences(const std::string& text, const std::string& needle) {
-  size_t n = 0;
-  for (size_t pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1))
-    ++n;
-  return n;
-}
-
 // The last "simulate: E/N enrolled, C connected, T telemetry sent" line of a log.
 struct Progress {
   int enrolled = -1;
@@ -141,8 +134,8 @@ TEST_F(DeviceE2e, FleetEnrollsKeepsIdentityAndSurvivesBrokerRestart) {
   ASSERT_TRUE(code.has_value()) << "simulator did not finish\n" << sim.Log() << Diagnostics();
   ASSERT_EQ(*code, 0) << sim.Log() << Diagnostics();
   const std::string enroll_log = sim.Log();
-  EXPECT_EQ(CountOccurrences(enroll_log, ": enrolled, cert expires"), 5u) << enroll_log;
-  EXPECT_EQ(CountOccurrences(enroll_log, ": connected, certificate expires"), 5u) << enroll_log;
+  EXPECT_EQ(CountOf(enroll_log, ": enrolled, cert expires"), 5u) << enroll_log;
+  EXPECT_EQ(CountOf(enroll_log, ": connected, certificate expires"), 5u) << enroll_log;
   EXPECT_EQ(LastProgress(enroll_log).enrolled, 5) << enroll_log;
 
   // 3. The store agrees: five active devices.
@@ -275,14 +268,14 @@ TEST_F(DeviceE2e, RenewsThenReenrollsAfterRevocation) {
         return a;
       }(),
       tmp_ / "single.log");
-  auto online_count = [&] { return CountOccurrences(device.Log(), ": connected, certificate expires"); };
+  auto online_count = [&] { return CountOf(device.Log(), ": connected, certificate expires"); };
 
   ASSERT_TRUE(WaitUntil([&] { return online_count() >= 1; }, 30s)) << device.Log() << Diagnostics();
   const std::string enrolled_identity = ReadFile(identity_file);
   ASSERT_TRUE(WaitUntil([&] { return online_count() >= 2; }, 30s)) << device.Log() << Diagnostics();
   std::string log = device.Log();
-  EXPECT_EQ(CountOccurrences(log, ": enrolled, cert expires"), 1u) << log;
-  EXPECT_EQ(CountOccurrences(log, ": renewed, cert expires"), 1u) << log;
+  EXPECT_EQ(CountOf(log, ": enrolled, cert expires"), 1u) << log;
+  EXPECT_EQ(CountOf(log, ": renewed, cert expires"), 1u) << log;
   EXPECT_NE(log.find("renewal request"), std::string::npos) << log;
   const std::string renewed_identity = ReadFile(identity_file);
   auto first = pki::ParseCertificatePem(enrolled_identity);
@@ -301,7 +294,7 @@ TEST_F(DeviceE2e, RenewsThenReenrollsAfterRevocation) {
       << device.Log() << Diagnostics();
   log = device.Log();
   EXPECT_NE(log.find("reconnecting with the birth certificate"), std::string::npos) << log;
-  EXPECT_EQ(CountOccurrences(log, ": enrolled, cert expires"), 2u) << log;
+  EXPECT_EQ(CountOf(log, ": enrolled, cert expires"), 2u) << log;
   auto third = pki::ParseCertificatePem(ReadFile(identity_file));
   ASSERT_TRUE(third.ok());
   EXPECT_NE(third->fingerprint, second->fingerprint);
@@ -364,14 +357,14 @@ TEST_F(DeviceE2e, CertificateThatCannotBeWrittenIsKeptAndWrittenLaterNotAskedFor
   ASSERT_EQ(::mkdir(blocker.c_str(), 0700), 0);
   Subprocess device = Subprocess::Start(SingleArgs(dev), tmp_ / "unwritable.log");
   const std::string failed = ": cannot store the new certificate: ";
-  ASSERT_TRUE(WaitUntil([&] { return CountOccurrences(device.Log(), failed) >= 2; }, 30s))
+  ASSERT_TRUE(WaitUntil([&] { return CountOf(device.Log(), failed) >= 2; }, 30s))
       << device.Log() << Diagnostics();
   // Meanwhile the connection breaks: the agent reconnects on its birth certificate, which on its
   // own would enroll; it must not ask while the certificate waits, nor once it is written.
   const std::string birth_connect = ": connected with the birth certificate, enrolling";
   broker_.process().Stop();
   broker_ = Broker::Start(tmp_.path(), site_.MosquittoConfig(), {site_.port});
-  ASSERT_TRUE(WaitUntil([&] { return CountOccurrences(device.Log(), birth_connect) >= 2; }, 30s))
+  ASSERT_TRUE(WaitUntil([&] { return CountOf(device.Log(), birth_connect) >= 2; }, 30s))
       << device.Log() << Diagnostics();
   ASSERT_EQ(::rmdir(blocker.c_str()), 0);
   ASSERT_TRUE(WaitUntil([&] { return device.Log().find(": connected, certificate expires") !=
@@ -381,9 +374,9 @@ TEST_F(DeviceE2e, CertificateThatCannotBeWrittenIsKeptAndWrittenLaterNotAskedFor
   std::this_thread::sleep_for(3s);
 
   const std::string log = device.Log();
-  EXPECT_EQ(CountOccurrences(log, ": enrolled, cert expires"), 1u) << log;
+  EXPECT_EQ(CountOf(log, ": enrolled, cert expires"), 1u) << log;
   EXPECT_EQ(log.find("renewal request"), std::string::npos) << log;
-  EXPECT_EQ(CountOccurrences(gateway_.Log(), "enroll_ok device=" + dev.id + " "), 1u)
+  EXPECT_EQ(CountOf(gateway_.Log(), "enroll_ok device=" + dev.id + " "), 1u)
       << Diagnostics();
   EXPECT_EQ(gateway_.Log().find("renew_ok device=" + dev.id + " "), std::string::npos)
       << Diagnostics();

@@ -23,6 +23,7 @@ using gateway::CloudIdentities;
 using gateway::CloudIdentityOptions;
 using gateway::SiteAuthority;
 using testing::Broker;
+using testing::CountOf;
 using testing::FreeLoopbackPort;
 using testing::WriteFile;
 
@@ -30,12 +31,6 @@ template <typename T>
 T Must(Result<T> r, const char* what) {
   if (!r.ok()) throw std::runtime_error(std::string(what) + ": " + r.error().ToString());
   return std::move(r).value();
-}
-
-int CountOf(const std::string& text, const std::string& needle) {
-  int n = 0;
-  for (size_t pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1)) ++n;
-  return n;
 }
 
 // A site CA (as the gateway's SiteAuthority) and a broker certificate it issued.

@@ -16,16 +16,11 @@ policies::Upstream AwsUpstream(const TestPki& pki, int port, int connections);
 namespace {
 
 using testing::Broker;
+using testing::CountOf;
 using testing::FreeLoopbackPort;
 
 constexpr const char* kHub = "testhub.azure-devices.net";
 constexpr const char* kGroupKey = "c2VjcmV0IGdyb3VwIGtleSBvZiAzMiBieXRlcyEhIQ==";
-
-int CountOf(const std::string& text, const std::string& needle) {
-  int n = 0;
-  for (size_t pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1)) ++n;
-  return n;
-}
 
 class AzureForwardingTest : public ForwardingTest {
  protected:

@@ -227,10 +227,7 @@ class GatewayTestBase : public ::testing::Test {
 
   // True once the current gateway's log holds `what` at least `times` times.
   bool Logged(const std::string& what, size_t times = 1) {
-    std::string log = gateway_.Log();
-    size_t n = 0;
-    for (size_t pos = log.find(what); pos != std::string::npos; pos = log.find(what, pos + 1)) ++n;
-    return n >= times;
+    return CountOf(gateway_.Log(), what) >= times;
   }
 
   Subprocess gateway_;

@@ -31,6 +31,7 @@ using namespace std::chrono_literals;
 using testing::BinPath;
 using testing::BirthDer;
 using testing::Broker;
+using testing::CountOf;
 using testing::GatewaySite;
 using testing::ReadFile;
 using testing::SiteFixture;
@@ -67,13 +68,6 @@ std::string Policy(const SiteFixture& s, bool with_acme2) {
 }
 
 GatewaySite* g_site = nullptr;
-
-size_t CountOf(const std::string& text, const std::string& needle) {
-  size_t n = 0;
-  for (size_t pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1))
-    ++n;
-  return n;
-}
 
 class GatewayTest : public testing::GatewayTestBase {
  protected:

@@ -45,10 +45,4 @@ inline int CountLines(const std::string& text) {
   return n;
 }
 
-inline int CountOf(const std::string& text, const std::string& needle) {
-  int n = 0;
-  for (size_t pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1)) ++n;
-  return n;
-}
-
 }  // namespace edgetrust::testing

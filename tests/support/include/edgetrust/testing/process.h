@@ -8,6 +8,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace edgetrust::testing {
@@ -40,6 +41,8 @@ bool WaitUntil(const std::function<bool()>& done,
                std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
 std::string ReadFile(const std::string& path);
+// How often `needle` occurs in `text`, overlapping occurrences included.
+size_t CountOf(std::string_view text, std::string_view needle);
 void WriteFile(const std::string& path, const std::string& content);
 
 struct CommandResult {
