@@ -198,7 +198,7 @@ void DeviceAgent::Tick() {
     request_retry_at_ms_ = now_ms;
   }
 
-  if (request_wanted_ && request_topic_ready_ && !unsaved_) {
+  if (request_wanted_ && request_topic_ready_) {
     if (!request_ && now_ms >= request_retry_at_ms_) {
       StartRequest();
     } else if (request_ && now_ms >= request_resend_at_ms_) {
