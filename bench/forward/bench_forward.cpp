@@ -2,7 +2,7 @@
 //
 //   bench_forward [--devices N] [--messages M] [--publishers P] [--inflight W] [--rounds R]
 //                 [--broker-inflight I] [--broker-queued Q] [--quick] [--keep] [--only a|b]
-//                 [--gateway PATH] [--telemetry-interval T] [--stagger-ms MS]
+//                 [--gateway PATH] [--telemetry-interval T] [--stagger-ms MS] [--upstream-tls]
 //
 // Phase 1 (fleet): a site made by the real CLI with N provisioned devices; mosquitto with the
 // edgetrust plugin (real TLS), the real edgetrust-gateway routing the group to a plain local
@@ -11,14 +11,21 @@
 // (at least) 3 telemetry messages per device, which the gateway forwards. Prints the time, the devices the
 // upstream heard from, the active devices in the store, and the gateway's VmHWM/VmRSS.
 //
-// Phase 2 (throughput), rounds of A then B with fresh brokers each run:
+// Phase 2 (throughput), rounds of A and B with fresh brokers each run, in the order A B, B A,
+// A B, … so that a drift of the machine's speed over the rounds favours neither:
 //   A  site mosquitto (plugin) → edgetrust-gateway (durable LMDB outbox) → upstream mosquitto
 //   B  the same site mosquitto config plus a Mosquitto bridge (`topic et/+/up/# out 1`) to the
 //      same kind of upstream; no gateway.
 // In both, P enrolled devices (operational certificates from phase 1, libmosquitto over TLS,
 // MQTT v5) publish M 100-byte QoS 1 messages on et/{id}/up/telemetry, W unacknowledged each, and
-// one subscriber on the upstream (QoS 1) counts distinct messages. Rate = M / (first publish →
-// M-th distinct message at the upstream). Both site brokers get the same max_inflight_messages /
+// one subscriber on the upstream (QoS 1) counts distinct messages. The gateway and the bridge reach
+// the upstream over plain TCP, or with --upstream-tls over TLS as every cloud upstream requires (the
+// subscriber stays on plain TCP). The transport matters to the upstream broker: mosquitto 2.0
+// reads a plain socket one packet per wake-up, with a read(2) for its type, one per byte of its
+// length and one for the rest (4 for these PUBLISHes), but a TLS socket a record at a time (two
+// reads), handling every packet the record holds; the gateway sends many PUBLISHes per record,
+// the bridge one (strace of the upstream in A: 7.0 reads per message plain, 1.3 over TLS).
+// Rate = M / (first publish → M-th distinct message at the upstream). Both site brokers get the same max_inflight_messages /
 // max_queued_messages (see kLimitsWhy below). Prints every run, the medians and A/B, and where
 // the CPU went: each process's user + system time over the run (/proc/PID/stat, all threads;
 // this process's own for the publishers and the upstream subscriber) per delivered message.
@@ -86,6 +93,9 @@ struct Flags {
   // timeouts (both gateways, before and after a change, seen stuck at a few hundred devices).
   int stagger_ms = 5;
   int hold = 0;  // --hold S: keep the fleet's gateway running S seconds after its figures (inspection)
+  // --upstream-tls: the gateway and the bridge reach the upstream over TLS (server certificate,
+  // as every cloud upstream requires) instead of plain TCP; the counting subscriber stays plain.
+  bool upstream_tls = false;
 };
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
@@ -391,14 +401,25 @@ struct Bench {
   Flags flags;
   testing::TempDir tmp;
   SiteFixture site;
-  int upstream_port = 0;
+  int upstream_port = 0;      // plain listener: the counting subscriber, and the data path
+  int upstream_tls_port = 0;  // --upstream-tls: TLS listener for the data path
   std::string state_dir;
   std::string limits;  // the same broker limits for the site broker in A and B, and the upstream
 
   std::string UpstreamConfig() const {
-    return "listener " + std::to_string(upstream_port) + " 127.0.0.1\nallow_anonymous true\n" +
-           "persistence false\n" + limits;
+    std::string tls;
+    if (flags.upstream_tls) {
+      // The site broker's server certificate (SAN 127.0.0.1, from the site CA) serves here too.
+      tls = "listener " + std::to_string(upstream_tls_port) + " 127.0.0.1\n" +
+            "cafile " + site.site_ca_cert + "\ncertfile " + site.broker_cert + "\n" +
+            "keyfile " + site.broker_key + "\nrequire_certificate false\n";
+    }
+    return "listener " + std::to_string(upstream_port) + " 127.0.0.1\n" + tls +
+           "allow_anonymous true\npersistence false\n" + limits;
   }
+
+  // Where the gateway and the bridge send: the TLS listener with --upstream-tls.
+  int DataPort() const { return flags.upstream_tls ? upstream_tls_port : upstream_port; }
 
   std::string SiteConfigA() const { return site.MosquittoConfig() + limits; }
 
@@ -408,7 +429,8 @@ struct Bench {
   std::string SiteConfigB() const {
     return SiteConfigA() +
            "\nconnection upstream\n"
-           "address 127.0.0.1:" + std::to_string(upstream_port) + "\n" +
+           "address 127.0.0.1:" + std::to_string(DataPort()) + "\n" +
+           (flags.upstream_tls ? "bridge_cafile " + site.site_ca_cert + "\n" : std::string()) +
            "remote_clientid " + kBridgeClientId + "\n"
            "bridge_protocol_version mqttv311\n"
            "cleansession false\n"
@@ -433,8 +455,9 @@ struct Bench {
            "    enrollment: { mode: auto }\n" +
            (routed ? "    route: hq\n" : "") +
            "upstreams:\n"
-           "  hq: { kind: mqtt, url: \"mqtt://127.0.0.1:" + std::to_string(upstream_port) +
-           "\", topic: \"et/{device}/up/{channel}\", qos: 1 }\n";
+           "  hq: { kind: mqtt, url: \"" + (flags.upstream_tls ? "mqtts" : "mqtt") +
+           "://127.0.0.1:" + std::to_string(DataPort()) + "\", topic: \"et/{device}/up/{channel}\", " +
+           (flags.upstream_tls ? "ca: " + site.site_ca_cert + ", " : std::string()) + "qos: 1 }\n";
   }
 
   Subprocess StartGateway(const std::string& name) {
@@ -565,6 +588,7 @@ Flags ParseFlags(int argc, char** argv) {
     else if (a == "--broker-inflight") f.broker_inflight = next();
     else if (a == "--broker-queued") f.broker_queued = next();
     else if (a == "--keep") f.keep = true;
+    else if (a == "--upstream-tls") f.upstream_tls = true;
     else if (a == "--gateway") {
       if (i + 1 >= argc) throw std::runtime_error("--gateway needs a path");
       f.gateway = argv[++i];
@@ -634,7 +658,8 @@ int Main(int argc, char** argv) {
              "queue_qos0_messages true\n";
 
   std::printf("bench_forward: %d devices; throughput: %d x 100-byte QoS 1 messages from %d devices, "
-              "%d unacknowledged each, %d round(s) of A then B\n",
+              "%d unacknowledged each, %d round(s) of A and B (A first in even rounds, B first "
+              "in odd)\n",
               f.devices, f.messages, f.publishers, f.inflight, f.rounds);
   std::printf("broker limits (site broker in A and B, and the upstream): max_inflight_messages %d, "
               "max_queued_messages %d, queue_qos0_messages true, max_connections -1\n",
@@ -648,11 +673,19 @@ int Main(int argc, char** argv) {
               "gateway asks for (1024).\n");
   std::printf("outbox: the store as the gateway opens it (storage::StoreOptions default sync=true: "
               "LMDB fsyncs every commit) on %s\n", b.tmp.path().c_str());
+  std::printf("upstream link (gateway in A, bridge in B): %s; the counting subscriber: plain TCP\n",
+              f.upstream_tls ? "TLS (server certificate from the site CA)"
+                             : "plain TCP (--upstream-tls: TLS, as cloud upstreams require)");
 
   auto t_setup = Clock::now();
   b.site = SiteFixture::Create(
       b.tmp, {.site_id = "bench", .manufacturers = {{.name = "acme", .model = "thermo-1", .count = f.devices}}});
   b.upstream_port = testing::FreeLoopbackPort();
+  if (f.upstream_tls) {
+    do {
+      b.upstream_tls_port = testing::FreeLoopbackPort();
+    } while (b.upstream_tls_port == b.upstream_port);
+  }
   testing::WriteFile(b.site.policy, b.Policy(true));
   b.state_dir = b.tmp / "device-state";
   std::printf("setup: site + %d provisioned devices by the CLI in %.1f s\n", f.devices,
@@ -787,7 +820,7 @@ int Main(int argc, char** argv) {
     upstream.Stop();
   }
 
-  // ---- Phase 2: throughput, A then B, repeated.
+  // ---- Phase 2: throughput, A and B, repeated.
   std::vector<PublisherFleet::Device> pubs;
   for (int i = 0; i < f.publishers; i++) {
     const auto& d = b.site.devices[i];
@@ -803,9 +836,14 @@ int Main(int argc, char** argv) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   std::vector<RunResult> a_runs, b_runs;
+  // A B, B A, A B, …: a fixed order would hand any drift of the machine's speed over the minutes
+  // of the rounds to one side.
   for (int r = 0; r < f.rounds; r++) {
-    if (f.run_a) a_runs.push_back(RunOnce(b, true, r, &loop, pubs));
-    if (f.run_b) b_runs.push_back(RunOnce(b, false, r, &loop, pubs));
+    for (bool edgetrust : {r % 2 == 0, r % 2 != 0}) {
+      if (edgetrust ? f.run_a : f.run_b) {
+        (edgetrust ? a_runs : b_runs).push_back(RunOnce(b, edgetrust, r, &loop, pubs));
+      }
+    }
   }
   auto median = [](const std::vector<RunResult>& runs, auto field) {
     std::vector<double> v;
