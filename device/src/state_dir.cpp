@@ -9,7 +9,9 @@
 #include <cerrno>
 #include <cstring>
 #include <utility>
+#include <vector>
 
+#include "edgetrust/common/bytes.h"
 #include "pem.h"
 
 namespace edgetrust::device {
@@ -100,14 +102,16 @@ std::string FormatIdentity(const StoredIdentity& identity) {
   if (!out.empty() && out.back() != '\n') out += '\n';
   out += identity.lifecycle_ca_pem;
   if (!out.empty() && out.back() != '\n') out += '\n';
-  if (!identity.site.empty() && identity.site.find_first_of("\r\n") == std::string::npos)
-    out += "# site: " + identity.site + "\n";
+  // Only a site id ([A-Za-z0-9][A-Za-z0-9._-]{0,63}, as the policy has it) is written: anything
+  // else could break the line or carry PEM text that reads back as a block.
+  if (IsValidDeviceId(identity.site)) out += "# site: " + identity.site + "\n";
   return out;
 }
 
 Result<StoredIdentity> ParseIdentity(std::string_view text) {
   StoredIdentity identity;
-  for (const PemBlock& block : SplitPem(text)) {
+  const std::vector<PemBlock> blocks = SplitPem(text);
+  for (const PemBlock& block : blocks) {
     if (block.label == "CERTIFICATE") {
       if (identity.cert_pem.empty()) identity.cert_pem = std::string(block.text);
     } else if (block.label == "PRIVATE KEY" || block.label == "EC PRIVATE KEY") {
@@ -120,13 +124,25 @@ Result<StoredIdentity> ParseIdentity(std::string_view text) {
     return MakeError(ErrorCode::kDataLoss, "identity file has no CERTIFICATE block");
   if (identity.key_pem.empty())
     return MakeError(ErrorCode::kDataLoss, "identity file has no PRIVATE KEY block");
+  // The site is a line of its own between or after the blocks (what is inside a block belongs to
+  // the block); the last one wins. Read as FormatIdentity writes it: a CRLF line ends before its
+  // '\r', and a value that is not a site id, which FormatIdentity would drop, is ignored.
   constexpr std::string_view kSiteTag = "# site: ";
+  auto block = blocks.begin();
   size_t pos = 0;
   while (pos < text.size()) {
     size_t end = text.find('\n', pos);
     if (end == std::string_view::npos) end = text.size();
     std::string_view line = text.substr(pos, end - pos);
-    if (line.starts_with(kSiteTag)) identity.site = std::string(line.substr(kSiteTag.size()));
+    while (block != blocks.end() &&
+           static_cast<size_t>(block->text.data() + block->text.size() - text.data()) <= pos) {
+      ++block;
+    }
+    const bool in_block =
+        block != blocks.end() && static_cast<size_t>(block->text.data() - text.data()) <= pos;
+    if (line.ends_with('\r')) line.remove_suffix(1);
+    if (!in_block && line.starts_with(kSiteTag) && IsValidDeviceId(line.substr(kSiteTag.size())))
+      identity.site = std::string(line.substr(kSiteTag.size()));
     pos = end + 1;
   }
   return identity;

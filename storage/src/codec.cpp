@@ -117,38 +117,6 @@ Error Corrupt(std::string_view what, std::string_view why) {
                    "corrupt " + std::string(what) + " record: " + std::string(why));
 }
 
-// Calls on_field(key, value) for each entry of the map in `data`; on_field returns false for a
-// known key whose value has the wrong type.
-template <typename F>
-Status DecodeMap(ByteView data, std::string_view what, F&& on_field) {
-  try {
-    // Reference strings in place: the record is copied out field by field anyway.
-    auto reference = [](msgpack::type::object_type, std::size_t, void*) { return true; };
-    // One zone per thread, cleared after each record: it keeps its chunk, so decoding on the
-    // plugin's hot path does not malloc for the msgpack tree.
-    thread_local msgpack::zone zone;
-    struct ZoneClear {
-      ~ZoneClear() { zone.clear(); }
-    } clear_after;
-    std::size_t offset = 0;
-    msgpack::object obj = msgpack::unpack(zone, reinterpret_cast<const char*>(data.data()),
-                                          data.size(), offset, reference);
-    if (offset != data.size()) return Corrupt(what, "trailing bytes");
-    if (obj.type != msgpack::type::MAP) return Corrupt(what, "not a msgpack map");
-    for (uint32_t i = 0; i < obj.via.map.size; ++i) {
-      const msgpack::object_kv& kv = obj.via.map.ptr[i];
-      if (kv.key.type != msgpack::type::STR) return Corrupt(what, "a key is not a string");
-      std::string_view key(kv.key.via.str.ptr, kv.key.via.str.size);
-      if (!on_field(key, kv.val)) {
-        return Corrupt(what, "field '" + std::string(key) + "' has the wrong type");
-      }
-    }
-  } catch (const std::exception& e) {
-    return Corrupt(what, e.what());
-  }
-  return OkStatus();
-}
-
 // A record key (1-3 bytes, as every key this file writes) as one integer, so the in-place
 // decoders pick a field with a switch: a chain of string compares cost a memcmp call per
 // candidate, close to half of the device decode on the plugin's CONNECT path. Longer keys map
@@ -363,6 +331,44 @@ Status WalkMapInPlace(ByteView data, std::string_view what, F&& on_field) {
     }
   }
   if (!r.at_end()) return Corrupt(what, "trailing bytes");
+  return OkStatus();
+}
+
+// Calls on_field(key, value) for each entry of the map in `data`; on_field returns false for a
+// known key whose value has the wrong type.
+template <typename F>
+Status DecodeMap(ByteView data, std::string_view what, F&& on_field) {
+  // msgpack-c sets aside room for each array and map at the count its header claims, before it
+  // reads one element: five bytes of a corrupt record could ask for 200 GiB. Check the framing
+  // in place first, where every count must fit in the bytes that are left.
+  InPlaceReader framing(data);
+  if (!framing.Skip()) return Corrupt(what, "malformed or truncated msgpack");
+  if (!framing.at_end()) return Corrupt(what, "trailing bytes");
+  try {
+    // Reference strings in place: the record is copied out field by field anyway.
+    auto reference = [](msgpack::type::object_type, std::size_t, void*) { return true; };
+    // One zone per thread, cleared after each record: it keeps its chunk, so decoding on the
+    // plugin's hot path does not malloc for the msgpack tree.
+    thread_local msgpack::zone zone;
+    struct ZoneClear {
+      ~ZoneClear() { zone.clear(); }
+    } clear_after;
+    std::size_t offset = 0;
+    msgpack::object obj = msgpack::unpack(zone, reinterpret_cast<const char*>(data.data()),
+                                          data.size(), offset, reference);
+    if (offset != data.size()) return Corrupt(what, "trailing bytes");
+    if (obj.type != msgpack::type::MAP) return Corrupt(what, "not a msgpack map");
+    for (uint32_t i = 0; i < obj.via.map.size; ++i) {
+      const msgpack::object_kv& kv = obj.via.map.ptr[i];
+      if (kv.key.type != msgpack::type::STR) return Corrupt(what, "a key is not a string");
+      std::string_view key(kv.key.via.str.ptr, kv.key.via.str.size);
+      if (!on_field(key, kv.val)) {
+        return Corrupt(what, "field '" + std::string(key) + "' has the wrong type");
+      }
+    }
+  } catch (const std::exception& e) {
+    return Corrupt(what, e.what());
+  }
   return OkStatus();
 }
 
