@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <iterator>
 #include <system_error>
 #include <thread>
 
@@ -44,6 +45,10 @@ std::string QueueKey(const DeviceRequest& r) {
 }
 
 bool IsRequest(TopicKind k) { return k == TopicKind::kEnrollReq || k == TopicKind::kCertReq; }
+
+// Everything the gateway subscribes to, under the topic prefix, at QoS 1.
+constexpr const char* kSubscriptions[] = {"/+/enroll/req", "/+/cert/req", "/+/state", "/+/up/#",
+                                          "/_admin/v1/req"};
 
 }  // namespace
 
@@ -94,8 +99,9 @@ Status Gateway::Start() {
                   SIGTERM);
   uv_signal_start(&sigint_, [](uv_signal_t* s, int) { static_cast<Gateway*>(s->data)->Shutdown(); },
                   SIGINT);
-  uv_signal_start(&sighup_, [](uv_signal_t* s, int) { static_cast<Gateway*>(s->data)->Reload(); },
-                  SIGHUP);
+  uv_signal_start(
+      &sighup_, [](uv_signal_t* s, int) { (void)static_cast<Gateway*>(s->data)->Reload(); },
+      SIGHUP);
   uv_timer_start(&housekeeping_, [](uv_timer_t* t) {
     auto* self = static_cast<Gateway*>(t->data);
     self->limiter_.Prune(uv_now(self->loop_));
@@ -164,7 +170,7 @@ Status Gateway::Start() {
       log_.Error("subscribe_refused", {{"reason", granted.empty() ? "none" : std::to_string(granted[0])}});
       return;
     }
-    if (++subacks_ == 4) log_.Info("gateway_ready");
+    if (++subacks_ == static_cast<int>(std::size(kSubscriptions))) log_.Info("gateway_ready");
   };
   cb.on_closed = [this] { FinishShutdown(); };
   auto client = mqtt::UvMqttClient::Create(loop_, o, std::move(cb));
@@ -193,7 +199,7 @@ void Gateway::OnConnect(int reason) {
   // holds requests back.
   unacked_.clear();
   if (!queue_.empty()) ScheduleDrain();
-  for (const char* suffix : {"/+/enroll/req", "/+/cert/req", "/+/state", "/+/up/#"}) {
+  for (const char* suffix : kSubscriptions) {
     auto mid = client_->Subscribe(p + suffix, 1);
     if (!mid.ok()) log_.Error("subscribe_failed", {{"error", mid.error().ToString()}});
   }
@@ -202,6 +208,10 @@ void Gateway::OnConnect(int reason) {
 
 void Gateway::OnMessage(const mqtt::Message& m) {
   const std::string& prefix = authority_->policy.topic_prefix;
+  if (m.topic == protocol::AdminRequestTopic(prefix)) {
+    if (!stopping_) HandleAdmin(m);
+    return;
+  }
   auto topic = protocol::ParseDeviceTopic(prefix, m.topic);
   if (topic && topic->kind == TopicKind::kUp) {
     if (!forwarder_) {
@@ -435,24 +445,25 @@ void Gateway::Publish(const Reply& reply) {
   if (mid.ok()) unacked_.insert(*mid);
 }
 
-void Gateway::Reload() {
+Status Gateway::Reload() {
   auto fresh = LoadSiteAuthority({options_.policy_file, options_.site_ca_file,
                                   options_.site_ca_key_file});
   if (!fresh.ok()) {
     log_.Error("policy_reload_refused", {{"error", fresh.error().ToString()},
                                          {"msg", "keeping the running policy"}});
-    return;
+    return fresh.error();
   }
   if ((*fresh)->policy.topic_prefix != authority_->policy.topic_prefix) {
     log_.Warn("policy_reload_refused", {{"msg", "topic_prefix changes need a restart"}});
-    return;
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "topic_prefix changes need a restart; keeping the running policy");
   }
   if (forwarder_ && !draining_) {
     // Messages already read are in the outbox (OnReceived ends every read) under the old routes.
     if (auto st = forwarder_->ApplyPolicy(PolicyOf(*fresh)); !st.ok()) {
       log_.Error("policy_reload_refused", {{"error", st.error().ToString()},
                                            {"msg", "keeping the running policy"}});
-      return;
+      return st;
     }
   }
   authority_ = std::move(fresh).value();
@@ -464,6 +475,7 @@ void Gateway::Reload() {
   log_.Info("policy_reloaded", {{"groups", std::to_string(authority_->policy.groups.size())},
                                 {"manufacturers", std::to_string(authority_->manufacturers.size())},
                                 {"routes", routes}});
+  return OkStatus();
 }
 
 void Gateway::Shutdown() {

@@ -2,8 +2,8 @@
 // edgetrust plugin, the real edgetrust-gateway, an enrolled device (TestClient with the
 // operational certificate it obtained), and two plain local mosquittos standing in for the
 // cloud. Up-links reach the routed upstream at its topic template, down-links come back to the
-// device, a route switch by SIGHUP moves new messages without the device reconnecting, and
-// messages an upstream could not take survive a SIGTERM in the durable outbox.
+// device, a route switch by SIGHUP or by the admin API moves new messages without the device
+// reconnecting, and messages an upstream could not take survive a SIGTERM in the durable outbox.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -13,6 +13,8 @@
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "edgetrust/common/bytes.h"
 #include "edgetrust/pki/certificate.h"
@@ -148,6 +150,80 @@ TEST_F(GatewayForwardTest, UpDownAndRouteSwitchWithoutReconnecting) {
   m = WaitTopic(*cloud2, std::string("sites/") + kSite + "/acme-000001/telemetry");
   ASSERT_TRUE(m.has_value());
   EXPECT_EQ(m->payload, "still-hq2");
+}
+
+// The admin API: a request on et/_admin/v1/req from the policy's admin principal is answered on
+// et/_admin/v1/res, one response per command: reloadPolicy switches the route as SIGHUP does
+// (and says why a policy is refused), getStatus reports the upstreams; a device cannot send
+// commands at all.
+TEST_F(GatewayForwardTest, AdminApiReloadsThePolicyAndReportsStatus) {
+  WriteFile(site().policy, Policy(site(), "hq1"));
+  auto cloud1 = Cloud(g_site->hq1, "cloud-1a");
+  auto cloud2 = Cloud(g_site->hq2, "cloud-2a");
+  StartGateway();
+  ASSERT_TRUE(WaitUntil([&] { return Logged("upstream_up upstream=hq1"); }, 10s)) << gateway_.Log();
+  Device dev(site(), "acme-000003");
+  ASSERT_NO_FATAL_FAILURE(dev.Enroll());
+  ASSERT_EQ(dev.Up("telemetry", "before"), 0);
+  ASSERT_TRUE(WaitTopic(*cloud1, std::string("sites/") + kSite + "/acme-000003/telemetry"));
+
+  TestClient admin("ops-admin");
+  ASSERT_EQ(admin.Connect(site().port, site().AdminTls()), 0);
+  ASSERT_EQ(admin.Subscribe("et/_admin/v1/res", 1), 1);
+  auto ask = [&](const std::string& request) -> nlohmann::json {
+    EXPECT_EQ(admin.Publish("et/_admin/v1/req", request, 1), 0);
+    auto m = WaitTopic(admin, "et/_admin/v1/res");
+    if (!m) return nullptr;
+    auto j = nlohmann::json::parse(m->payload, nullptr, false);
+    if (j.is_discarded() || !j.contains("responses") || !j["responses"].is_array()) return nullptr;
+    return j["responses"];
+  };
+
+  WriteFile(site().policy, Policy(site(), "hq2"));
+  nlohmann::json r = ask(R"({"commands":[{"command":"reloadPolicy","correlationData":"r1"},)"
+                         R"({"command":"getStatus"},{"command":"launchRockets"},{"nocommand":1}]})");
+  ASSERT_TRUE(r.is_array()) << gateway_.Log();
+  ASSERT_EQ(r.size(), 4u) << r.dump();
+  EXPECT_EQ(r[0]["command"], "reloadPolicy");
+  EXPECT_EQ(r[0]["correlationData"], "r1");
+  EXPECT_EQ(r[0]["data"]["routes"]["thermostats"], "hq2") << r[0].dump();
+  EXPECT_EQ(r[1]["command"], "getStatus");
+  const nlohmann::json& status = r[1]["data"];
+  EXPECT_EQ(status["site"], kSite);
+  EXPECT_EQ(status["broker_connected"], true);
+  EXPECT_EQ(status["policy"]["routes"]["thermostats"], "hq2");
+  EXPECT_GE(status["upstreams"]["hq1"]["acked"].get<uint64_t>(), 1u) << status.dump();
+  EXPECT_EQ(status["upstreams"]["hq1"]["outbox"]["messages"], 0) << status.dump();
+  EXPECT_EQ(r[2]["error"], "Unknown command");
+  EXPECT_EQ(r[3]["error"], "missing command");
+  EXPECT_TRUE(Logged("policy_reloaded"));
+
+  // The new route takes the next message, the device still connected.
+  ASSERT_TRUE(WaitUntil([&] { return Logged("upstream_up upstream=hq2"); }, 10s)) << gateway_.Log();
+  ASSERT_EQ(dev.Up("telemetry", "after"), 0);
+  auto m = WaitTopic(*cloud2, std::string("sites/") + kSite + "/acme-000003/telemetry");
+  ASSERT_TRUE(m.has_value()) << gateway_.Log();
+  EXPECT_EQ(m->payload, "after");
+
+  // A policy that does not load is refused with its reason; the running one stays.
+  WriteFile(site().policy, Policy(site(), "nowhere"));
+  r = ask(R"({"commands":[{"command":"reloadPolicy"}]})");
+  ASSERT_EQ(r.size(), 1u) << gateway_.Log();
+  ASSERT_TRUE(r[0].contains("error")) << r.dump();
+  EXPECT_NE(r[0]["error"].get<std::string>().find("nowhere"), std::string::npos) << r.dump();
+  ASSERT_EQ(dev.Up("telemetry", "still-hq2"), 0);
+  m = WaitTopic(*cloud2, std::string("sites/") + kSite + "/acme-000003/telemetry");
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->payload, "still-hq2");
+
+  // A request that is not JSON gets one error; a device may not send requests at all.
+  r = ask("reload please");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0]["error"], "Payload not valid JSON");
+  EXPECT_GE(dev.client().Publish("et/_admin/v1/req", R"({"commands":[{"command":"getStatus"}]})", 1),
+            0x80);
+  EXPECT_FALSE(WaitTopic(admin, "et/_admin/v1/res", 1s)) << "a device's request was answered";
+  EXPECT_TRUE(gateway_.running());
 }
 
 TEST_F(GatewayForwardTest, QueuedMessagesSurviveSigtermAndReachTheUpstreamAfterARestart) {

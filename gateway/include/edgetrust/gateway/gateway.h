@@ -8,6 +8,11 @@
 // requests queued while we were away are delivered) → disconnected → back-off → connecting …;
 // SIGTERM: stop taking requests, finish the queue, disconnect, close every handle, exit 0.
 //
+// Admin API: {prefix}/_admin/v1/req (QoS 1, JSON commands in the framing of
+// edgetrust/protocol/json_commands.h), answered on {prefix}/_admin/v1/res: reloadPolicy (as
+// SIGHUP) and getStatus (broker link, policy, waiting requests, each upstream's counters and
+// outbox).
+//
 // Forwarding: et/+/up/# (QoS 1, same persistent session) goes to the Forwarder for devices
 // whose stored state is `active`, routed by the group in their device record; the Forwarder's
 // down-links are published on et/{id}/down/{channel}. SIGHUP hands the new policy to the
@@ -60,8 +65,9 @@ class Gateway {
   Status Start();
   // SIGTERM does this: finish queued work, disconnect, close every handle; uv_run returns.
   void Shutdown();
-  // SIGHUP does this: a policy that does not load is refused and the running one kept.
-  void Reload();
+  // SIGHUP and the admin API's reloadPolicy do this: a policy that does not load is refused
+  // (the error says why) and the running one kept.
+  Status Reload();
 
  private:
   Gateway(uv_loop_t* loop, GatewayOptions options, storage::Store store,
@@ -84,6 +90,10 @@ class Gateway {
   // connection unacknowledged (the broker delivers it again).
   mqtt::Received OnReceived(uint64_t hold);
   void PublishDownlink(forwarding::Downlink d);
+  // The admin API (admin.cpp): a request on {prefix}/_admin/v1/req, which the plugin lets only
+  // the policy's admin principals publish, answered on {prefix}/_admin/v1/res.
+  void HandleAdmin(const mqtt::Message& message);
+  std::string AnswerAdmin(std::string_view payload);
   void WatchUpstreams();
   // Acts on revocations written since the last look (by the CLI or by us): a device that is no
   // longer active loses its cloud connections and the cloud keys kept for it.
@@ -138,7 +148,7 @@ class Gateway {
   uv_timer_t drain_timer_{};
   uv_timer_t housekeeping_{};
   uv_timer_t upstream_timer_{};
-  int subacks_ = 0;  // "gateway_ready" once all four subscriptions are granted
+  int subacks_ = 0;  // "gateway_ready" once every subscription is granted
   bool drain_scheduled_ = false;
   bool stopping_ = false;
   bool draining_ = false;  // broker session closed, outboxes draining

@@ -1,4 +1,5 @@
-// The $CONTROL/edgetrust/v1 request and response shapes, after Mosquitto's dynamic-security API:
+// The $CONTROL/edgetrust/v1 commands, in the framing of edgetrust/protocol/json_commands.h
+// (after Mosquitto's dynamic-security API):
 //   request  {"commands":[{"command":"kickDevice","device":"ID","correlationData":"…"}, …]}
 //   response {"responses":[{"command":"kickDevice","data":{…},"correlationData":"…"}
 //                          | {"command":"…","error":"text"}]}
@@ -13,11 +14,12 @@
 
 #include "edgetrust/common/bytes.h"
 #include "edgetrust/common/result.h"
+#include "edgetrust/protocol/json_commands.h"
 
 namespace edgetrust::plugin {
 
-inline constexpr size_t kMaxControlPayload = 64 * 1024;
-inline constexpr size_t kMaxControlCommands = 256;
+inline constexpr size_t kMaxControlPayload = protocol::kMaxCommandPayload;
+inline constexpr size_t kMaxControlCommands = protocol::kMaxCommands;
 
 struct ControlCommand {
   enum class Kind { kKickDevice, kKickFingerprint, kReloadStore, kGetStats, kInvalid };
@@ -42,7 +44,7 @@ class ControlResponse {
   std::string Serialize() const;
 
  private:
-  nlohmann::json responses_ = nlohmann::json::array();
+  protocol::CommandResponse response_;
 };
 
 }  // namespace edgetrust::plugin
