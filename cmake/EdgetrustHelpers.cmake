@@ -51,3 +51,28 @@ endfunction()
 # Every program and the plugin land in build/bin so tests and the demo find them in one place.
 set(CMAKE_RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/bin)
 set(CMAKE_LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/bin)
+
+# et_fuzz(NAME SOURCE file LIB library [INCLUDES dir...] [SANITIZERS list])
+# A libFuzzer target for LIB (only with -DEDGETRUST_FUZZ=ON, clang). LIB is compiled with
+# coverage (fuzzer-no-link) so the fuzzer sees inside the parsers it calls. Sanitizer reports do
+# not recover: with -DEDGETRUST_SANITIZE=ON (UBSan everywhere) undefined behaviour is a crash the
+# fuzzer stops at and saves, not a line lost in its output.
+function(et_fuzz name)
+  if(NOT EDGETRUST_FUZZ)
+    return()
+  endif()
+  cmake_parse_arguments(ARG "" "SOURCE;LIB;SANITIZERS" "INCLUDES" ${ARGN})
+  if(NOT ARG_SANITIZERS)
+    set(ARG_SANITIZERS address)
+  endif()
+  target_compile_options(${ARG_LIB} PRIVATE -fsanitize=fuzzer-no-link,address
+                                            -fno-sanitize-recover=all)
+  add_executable(${name} ${ARG_SOURCE})
+  target_compile_options(${name} PRIVATE -fsanitize=fuzzer,${ARG_SANITIZERS}
+                                         -fno-sanitize-recover=all)
+  target_link_options(${name} PRIVATE -fsanitize=fuzzer,${ARG_SANITIZERS})
+  target_link_libraries(${name} PRIVATE ${ARG_LIB})
+  if(ARG_INCLUDES)
+    target_include_directories(${name} PRIVATE ${ARG_INCLUDES})
+  endif()
+endfunction()

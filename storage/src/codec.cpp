@@ -2,6 +2,7 @@
 
 #include <msgpack.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <exception>
@@ -467,15 +468,16 @@ Status DeviceAuthViewWriter::Decode(ByteView data, DeviceAuthView* out) {
   DeviceAuthView& v = *out;
   v.state_ = state;
   v.operational_unconfirmed_ = unconfirmed;
-  std::memcpy(v.birth_fp_.data(), bf.data(), bf.size());
+  // std::copy, not memcpy: an absent field is an empty view whose data() may be null.
+  std::copy(bf.begin(), bf.end(), v.birth_fp_.begin());
   v.birth_fp_size_ = static_cast<uint8_t>(bf.size());
-  std::memcpy(v.operational_fp_.data(), of.data(), of.size());
+  std::copy(of.begin(), of.end(), v.operational_fp_.begin());
   v.operational_fp_size_ = static_cast<uint8_t>(of.size());
   v.names_fit_ = mf.size() <= DeviceAuthView::kMaxName && mo.size() <= DeviceAuthView::kMaxName;
   if (!v.names_fit_) mf = mo = {};
-  std::memcpy(v.manufacturer_.data(), mf.data(), mf.size());
+  std::copy(mf.begin(), mf.end(), v.manufacturer_.begin());
   v.manufacturer_size_ = static_cast<uint8_t>(mf.size());
-  std::memcpy(v.model_.data(), mo.data(), mo.size());
+  std::copy(mo.begin(), mo.end(), v.model_.begin());
   v.model_size_ = static_cast<uint8_t>(mo.size());
   return OkStatus();
 }
