@@ -10,13 +10,8 @@ using protocol::StringField;
 
 ControlCommand ParseOne(const Json& j) {
   ControlCommand cmd;
-  protocol::CommandHeader header = protocol::ReadCommandHeader(j);
-  cmd.name = std::move(header.name);
-  cmd.correlation_data = std::move(header.correlation_data);
-  if (!header.error.empty()) {
-    cmd.error = std::move(header.error);
-    return cmd;
-  }
+  static_cast<protocol::CommandHeader&>(cmd) = protocol::ReadCommandHeader(j);
+  if (!cmd.error.empty()) return cmd;
   if (cmd.name == "kickDevice") {
     const std::string* device = StringField(j, "device");
     if (device == nullptr || !IsValidDeviceId(*device)) {
@@ -44,9 +39,6 @@ ControlCommand ParseOne(const Json& j) {
   return cmd;
 }
 
-protocol::CommandHeader HeaderOf(const ControlCommand& cmd) {
-  return {.name = cmd.name, .correlation_data = cmd.correlation_data, .error = cmd.error};
-}
 
 }  // namespace
 
@@ -57,17 +49,5 @@ Result<std::vector<ControlCommand>> ParseControlRequest(std::string_view payload
   for (const Json& c : entries) commands.push_back(ParseOne(c));
   return commands;
 }
-
-void ControlResponse::Ok(const ControlCommand& cmd, nlohmann::json data) {
-  response_.Ok(HeaderOf(cmd), std::move(data));
-}
-
-void ControlResponse::Fail(const ControlCommand& cmd, std::string_view error) {
-  response_.Fail(HeaderOf(cmd), error);
-}
-
-void ControlResponse::FailRequest(std::string_view error) { response_.FailRequest(error); }
-
-std::string ControlResponse::Serialize() const { return response_.Serialize(); }
 
 }  // namespace edgetrust::plugin
