@@ -25,8 +25,8 @@
 // length and one for the rest (4 for these PUBLISHes), but a TLS socket a record at a time (two
 // reads), handling every packet the record holds; the gateway sends many PUBLISHes per record,
 // the bridge one (strace of the upstream in A: 7.0 reads per message plain, 1.3 over TLS).
-// Rate = M / (first publish → M-th distinct message at the upstream). Both site brokers get the same max_inflight_messages /
-// max_queued_messages (see kLimitsWhy below). Prints every run, the medians and A/B, and where
+// Rate = M / (first publish → M-th distinct message at the upstream). Both site brokers get the
+// same max_inflight_messages / max_queued_messages (see kLimitsWhy below). Prints every run, the medians and A/B, and where
 // the CPU went: each process's user + system time over the run (/proc/PID/stat, all threads;
 // this process's own for the publishers and the upstream subscriber) per delivered message.
 // When every process shares a few cores, the rate is about cores / total CPU per message.

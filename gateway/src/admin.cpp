@@ -15,11 +15,21 @@ namespace edgetrust::gateway {
 
 using Json = nlohmann::json;
 
+namespace {
+
+// Each group's route ("" when it has none), as both commands report it.
+Json RoutesOf(const policies::Policy& policy) {
+  Json routes = Json::object();
+  for (const auto& g : policy.groups) routes[g.name] = g.route;
+  return routes;
+}
+
+}  // namespace
+
 void Gateway::HandleAdmin(const mqtt::Message& message) {
   const std::string& prefix = authority_->policy.topic_prefix;
   std::string response = AnswerAdmin(std::string_view(
       reinterpret_cast<const char*>(message.payload.data()), message.payload.size()));
-  if (!client_ || !client_->connected()) return;  // the request comes again with the session
   auto mid = client_->Publish(protocol::AdminResponseTopic(prefix),
                               ByteView(reinterpret_cast<const uint8_t*>(response.data()),
                                        response.size()),
@@ -44,9 +54,8 @@ std::string Gateway::AnswerAdmin(std::string_view payload) {
       if (Status st = Reload(); !st.ok()) {
         response.Fail(cmd, st.error().message);
       } else {
-        Json routes = Json::object();
-        for (const auto& g : authority_->policy.groups) routes[g.name] = g.route;
-        response.Ok(cmd, {{"groups", authority_->policy.groups.size()}, {"routes", routes}});
+        response.Ok(cmd, {{"groups", authority_->policy.groups.size()},
+                          {"routes", RoutesOf(authority_->policy)}});
       }
     } else if (cmd.name == "getStatus") {
       Json upstreams = Json::object();
@@ -67,12 +76,10 @@ std::string Gateway::AnswerAdmin(std::string_view payload) {
           upstreams[name] = std::move(u);
         }
       }
-      Json routes = Json::object();
-      for (const auto& g : authority_->policy.groups) routes[g.name] = g.route;
       response.Ok(cmd, {{"site", authority_->policy.site},
-                        {"broker_connected", client_ && client_->connected()},
+                        {"broker_connected", client_->connected()},
                         {"policy", {{"groups", authority_->policy.groups.size()},
-                                    {"routes", routes}}},
+                                    {"routes", RoutesOf(authority_->policy)}}},
                         {"requests_waiting", queued_requests_},
                         {"forwarding", forwarder_ != nullptr},
                         {"unrouted", forwarder_ ? forwarder_->unrouted() : 0},

@@ -39,7 +39,6 @@ ControlCommand ParseOne(const Json& j) {
   return cmd;
 }
 
-
 }  // namespace
 
 Result<std::vector<ControlCommand>> ParseControlRequest(std::string_view payload) {
