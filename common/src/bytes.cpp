@@ -56,6 +56,39 @@ bool IsValidDeviceId(std::string_view id) {
   return true;
 }
 
+bool IsValidMqttUtf8(std::string_view text) {
+  if (text.size() > 65535) return false;
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  for (size_t i = 0; i < n;) {
+    const unsigned char lead = p[i];
+    size_t len;
+    uint32_t cp;
+    if (lead < 0x80) {
+      len = 1, cp = lead;
+    } else if (lead >= 0xC2 && lead <= 0xDF) {
+      len = 2, cp = lead & 0x1F;
+    } else if ((lead & 0xF0) == 0xE0) {
+      len = 3, cp = lead & 0x0F;
+    } else if (lead >= 0xF0 && lead <= 0xF4) {
+      len = 4, cp = lead & 0x07;
+    } else {
+      return false;  // a continuation byte, C0/C1 (always overlong) or above U+10FFFF
+    }
+    if (n - i < len) return false;
+    for (size_t k = 1; k < len; ++k) {
+      if ((p[i + k] & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (p[i + k] & 0x3F);
+    }
+    i += len;
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF))) return false;
+    if (cp >= 0xD800 && cp <= 0xDFFF) return false;
+    if (cp <= 0x1F || (cp >= 0x7F && cp <= 0x9F)) return false;
+    if ((cp >= 0xFDD0 && cp <= 0xFDEF) || (cp & 0xFFFE) == 0xFFFE) return false;
+  }
+  return true;
+}
+
 int64_t UnixNow() {
   timespec ts{};
   clock_gettime(CLOCK_REALTIME, &ts);

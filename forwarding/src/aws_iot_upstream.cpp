@@ -162,7 +162,10 @@ class AwsDeviceUpstream : public UpstreamConnection {
   void OnMessage(const std::string& device_id, const mqtt::Message& m) {
     if (!down_) return;
     auto match = down_->Parse(m.topic);
-    if (!match || match->device_id != device_id) return;
+    if (!match || match->device_id != device_id) {
+      counters_->downlinks_refused++;
+      return;
+    }
     counters_->downlinks++;
     if (events_.on_downlink) {
       events_.on_downlink(Downlink{device_id, std::move(match->channel), m.payload});

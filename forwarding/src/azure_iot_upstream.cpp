@@ -95,23 +95,15 @@ class AzureIotUpstream : public UpstreamConnection {
 
   void OnMessage(const std::string& device_id, const mqtt::Message& m) {
     const std::string prefix = "devices/" + device_id + "/messages/devicebound/";
-    if (m.topic.rfind(prefix, 0) != 0) return;
-    std::string_view bag = std::string_view(m.topic).substr(prefix.size());
-    std::string channel;
-    while (!bag.empty()) {
-      size_t amp = bag.find('&');
-      std::string_view pair = bag.substr(0, amp);
-      bag = amp == std::string_view::npos ? std::string_view{} : bag.substr(amp + 1);
-      size_t eq = pair.find('=');
-      if (eq == std::string_view::npos) continue;
-      auto name = UrlDecode(pair.substr(0, eq));
-      if (name.ok() && *name == "channel") {
-        auto value = UrlDecode(pair.substr(eq + 1));
-        if (value.ok()) channel = std::move(*value);
-      }
+    auto channel = m.topic.starts_with(prefix)
+                       ? DeviceboundChannel(std::string_view(m.topic).substr(prefix.size()))
+                       : Result<std::string>(MakeError(ErrorCode::kInvalidArgument, "not devicebound"));
+    if (!channel.ok()) {
+      counters_->downlinks_refused++;
+      return;
     }
     counters_->downlinks++;
-    if (events_.on_downlink) events_.on_downlink(Downlink{device_id, std::move(channel), m.payload});
+    if (events_.on_downlink) events_.on_downlink(Downlink{device_id, std::move(*channel), m.payload});
   }
 
   policies::Upstream config_;

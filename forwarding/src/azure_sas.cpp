@@ -4,6 +4,7 @@
 #include <wolfssl/wolfcrypt/coding.h>
 #include <wolfssl/wolfcrypt/hmac.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -99,6 +100,26 @@ Result<std::string> UrlDecode(std::string_view text) {
     i += 2;
   }
   return out;
+}
+
+Result<std::string> DeviceboundChannel(std::string_view bag) {
+  std::optional<std::string> channel;
+  while (!bag.empty()) {
+    const size_t amp = bag.find('&');
+    const std::string_view pair = bag.substr(0, amp);
+    bag = amp == std::string_view::npos ? std::string_view{} : bag.substr(amp + 1);
+    const size_t eq = pair.find('=');
+    if (eq == std::string_view::npos) continue;
+    auto name = UrlDecode(pair.substr(0, eq));
+    if (!name.ok() || *name != "channel") continue;
+    if (channel) return MakeError(ErrorCode::kInvalidArgument, "the property bag names a channel twice");
+    auto value = UrlDecode(pair.substr(eq + 1));
+    if (!value.ok()) {
+      return MakeError(ErrorCode::kInvalidArgument, "channel property: " + value.error().message);
+    }
+    channel = std::move(*value);
+  }
+  return channel.value_or(std::string{});
 }
 
 Result<std::string> DeriveDeviceKey(std::string_view group_key_base64,

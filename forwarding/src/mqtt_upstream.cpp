@@ -138,7 +138,10 @@ Result<UpstreamConnection::Sent> BrokerUpstream::Send(const storage::OutboxMessa
 void BrokerUpstream::OnMessage(const mqtt::Message& m) {
   if (!down_) return;
   auto match = down_->Parse(m.topic);
-  if (!match) return;
+  if (!match) {
+    counters_->downlinks_refused++;
+    return;
+  }
   counters_->downlinks++;
   if (events_.on_downlink) {
     events_.on_downlink(Downlink{std::move(match->device_id), std::move(match->channel), m.payload});

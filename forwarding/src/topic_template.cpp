@@ -70,10 +70,19 @@ Result<DownTopicMatcher> DownTopicMatcher::Create(std::string_view tmpl, std::st
     } else if (l == "{group}" || l == "{model}" || l == "{manufacturer}") {
       level.kind = LevelKind::kAny;
     } else {
+      std::string without_site(l);
+      for (size_t at; (at = without_site.find("{site}")) != std::string::npos;) {
+        without_site.erase(at, 6);
+      }
       ET_ASSIGN_OR_RETURN(level.text, ExpandTopic(l, TemplateFields{.site = site}));
-      if (level.text.find_first_of("{}+#") != std::string::npos) {
+      if (without_site.find_first_of("{}") != std::string::npos ||
+          level.text.find_first_of("{}+#") != std::string::npos) {
         return MakeError(ErrorCode::kInvalidArgument,
                          "down_topic: placeholders other than {site} must fill a whole level");
+      }
+      if (!IsValidMqttUtf8(level.text)) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "down_topic: not UTF-8 without control characters, as MQTT topics are");
       }
     }
     m.levels_.push_back(std::move(level));
@@ -96,6 +105,7 @@ Result<DownTopicMatcher> DownTopicMatcher::Create(std::string_view tmpl, std::st
 std::optional<DownTopicMatcher::Match> DownTopicMatcher::Parse(std::string_view topic) const {
   auto parts = SplitLevels(topic);
   Match out;
+  bool have_device = false;
   size_t i = 0;
   for (; i < levels_.size(); ++i) {
     const Level& level = levels_[i];
@@ -114,8 +124,10 @@ std::optional<DownTopicMatcher::Match> DownTopicMatcher::Parse(std::string_view 
       case LevelKind::kLiteral:
         if (parts[i] != level.text) return std::nullopt;
         break;
-      case LevelKind::kDevice:
+      case LevelKind::kDevice:  // a template may name the device twice; both must agree
+        if (have_device && parts[i] != out.device_id) return std::nullopt;
         out.device_id = std::string(parts[i]);
+        have_device = true;
         break;
       case LevelKind::kAny:
         if (parts[i].empty()) return std::nullopt;

@@ -69,7 +69,8 @@ std::string Gateway::AnswerAdmin(std::string_view payload) {
                     {"refused", c.refused},
                     {"rejected", c.rejected},
                     {"limit_violations", c.limit_violations},
-                    {"downlinks", c.downlinks}};
+                    {"downlinks", c.downlinks},
+                    {"downlinks_refused", c.downlinks_refused}};
           if (auto usage = forwarder_->QueueUsage(name); usage.ok()) {
             u["outbox"] = {{"messages", usage->count}, {"bytes", usage->bytes}};
           }

@@ -598,7 +598,8 @@ void Gateway::PublishDownlink(forwarding::Downlink d) {
   std::string topic = protocol::BuildTopic(prefix, d.device_id, TopicKind::kDown, d.channel);
   // The cloud side chooses device and channel: only a well-formed device topic goes out.
   auto parsed = protocol::ParseDeviceTopic(prefix, topic);
-  if (!parsed || parsed->kind != TopicKind::kDown || parsed->device_id != d.device_id) {
+  if (!parsed || parsed->kind != TopicKind::kDown || parsed->device_id != d.device_id ||
+      !IsValidMqttUtf8(topic)) {
     log_.Warn("downlink_refused", {{"device", d.device_id}, {"channel", d.channel},
                                    {"msg", "not a valid device topic"}});
     return;

@@ -46,5 +46,30 @@ TEST(DeviceIdTest, FollowsDesignRule) {
   EXPECT_FALSE(IsValidDeviceId(std::string("a\0b", 3)));
 }
 
+TEST(MqttUtf8Test, FollowsTheBrokersRule) {
+  EXPECT_TRUE(IsValidMqttUtf8(""));
+  EXPECT_TRUE(IsValidMqttUtf8("cmd/edge-01/+/#"));
+  EXPECT_TRUE(IsValidMqttUtf8("caf\xC3\xA9/\xE2\x82\xAC/\xF0\x9F\x8C\xA1"));  // é € 🌡
+  EXPECT_TRUE(IsValidMqttUtf8("\xC2\xA0 \xEF\xBF\xBD \xF4\x8F\xBF\xBD"));     // U+A0 U+FFFD U+10FFFD
+  EXPECT_TRUE(IsValidMqttUtf8(std::string(65535, 'a')));
+  EXPECT_FALSE(IsValidMqttUtf8(std::string(65536, 'a')));
+  EXPECT_FALSE(IsValidMqttUtf8(std::string("a\0b", 3)));
+  EXPECT_FALSE(IsValidMqttUtf8("tab\there"));
+  EXPECT_FALSE(IsValidMqttUtf8("del\x7F"));
+  EXPECT_FALSE(IsValidMqttUtf8("\xC2\x85"));          // U+0085, a C1 control
+  EXPECT_FALSE(IsValidMqttUtf8("\xFF"));
+  EXPECT_FALSE(IsValidMqttUtf8("\x80"));              // a continuation byte first
+  EXPECT_FALSE(IsValidMqttUtf8("\xC3"));              // cut short
+  EXPECT_FALSE(IsValidMqttUtf8("\xE2\x82"));
+  EXPECT_FALSE(IsValidMqttUtf8("\xC0\xAF"));          // overlong '/'
+  EXPECT_FALSE(IsValidMqttUtf8("\xE0\x80\xAF"));
+  EXPECT_FALSE(IsValidMqttUtf8("\xF0\x80\x80\xAF"));
+  EXPECT_FALSE(IsValidMqttUtf8("\xED\xA0\x80"));      // a surrogate
+  EXPECT_FALSE(IsValidMqttUtf8("\xF4\x90\x80\x80"));  // above U+10FFFF
+  EXPECT_FALSE(IsValidMqttUtf8("\xEF\xB7\x90"));      // U+FDD0
+  EXPECT_FALSE(IsValidMqttUtf8("\xEF\xBF\xBE"));      // U+FFFE
+  EXPECT_FALSE(IsValidMqttUtf8("\xF0\x9F\xBF\xBF"));  // U+1FFFF
+}
+
 }  // namespace
 }  // namespace edgetrust

@@ -90,6 +90,15 @@ TEST_F(AzureForwardingTest, PerDeviceSasTelemetryCloudToDeviceAndIdleClose) {
   ASSERT_TRUE(RunUntil([&] { return downlinks_.size() == 1; }));
   EXPECT_EQ(downlinks_[0].device_id, "dev-1");
   EXPECT_EQ(downlinks_[0].channel, "led/red");
+  // A channel that cannot be read is counted and not guessed at.
+  ASSERT_LT(observer_->client().Publish("devices/dev-1/messages/devicebound/channel=led%2", "x", 1),
+            0x80);
+  ASSERT_LT(observer_->client().Publish("devices/dev-1/messages/devicebound/channel=a&channel=b",
+                                        "x", 1),
+            0x80);
+  ASSERT_TRUE(RunUntil([&] { return forwarder_->Counters("azure").downlinks_refused == 2; }));
+  EXPECT_EQ(downlinks_.size(), 1u);
+  EXPECT_EQ(forwarder_->Counters("azure").downlinks, 1u);
 
   // Idle connections close; the next message opens one again.
   ASSERT_TRUE(RunUntil([&] { return forwarder_->Counters("azure").disconnects == 2; },

@@ -94,5 +94,24 @@ TEST(AzureSas, BadInputIsAnError) {
   EXPECT_EQ(*UrlDecode("a%2Fb%2fc"), "a/b/c");
 }
 
+TEST(AzureSas, DeviceboundChannelIsTheDecodedChannelProperty) {
+  EXPECT_EQ(*DeviceboundChannel("%24.mid=7&%24.to=%2Fdevices%2Fd1&channel=led%2Fred"), "led/red");
+  EXPECT_EQ(*DeviceboundChannel("%63hannel=fan&x"), "fan");  // the name is decoded too
+  EXPECT_EQ(*DeviceboundChannel("channel="), "");
+  EXPECT_EQ(*DeviceboundChannel(""), "");
+  EXPECT_EQ(*DeviceboundChannel("%24.mid=7&channels=no&Channel=no&&=&%zz=1"), "");
+  EXPECT_EQ(*DeviceboundChannel("channel=a=b"), "a=b");
+  auto bad = DeviceboundChannel("%24.mid=7&channel=led%2");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(bad.error().message.find("channel"), std::string::npos) << bad.error().message;
+  EXPECT_FALSE(DeviceboundChannel("channel=a&channel=a").ok());
+  EXPECT_FALSE(DeviceboundChannel("channel=%zz").ok());
+  // Whatever UrlEncode writes, DeviceboundChannel reads back.
+  std::string all;
+  for (int c = 0; c < 256; ++c) all.push_back(static_cast<char>(c));
+  EXPECT_EQ(*DeviceboundChannel("%24.mid=1&channel=" + UrlEncode(all) + "&x=y"), all);
+}
+
 }  // namespace
 }  // namespace edgetrust::forwarding

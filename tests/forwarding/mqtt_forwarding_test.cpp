@@ -190,8 +190,12 @@ TEST_F(MqttForwardingTest, TelemetryWithEachQosAndDownlink) {
   ASSERT_EQ(observer_->client().Publish("cmd/edge-01/dev-2/led/red", "on", 1), 0);
   ASSERT_EQ(observer_->client().Publish("cmd/other-site/dev-2/led", "x", 1), 0x10);
   ASSERT_EQ(observer_->client().Publish("cmd/edge-01/dev-3/fan", "off", 1), 0);
-  ASSERT_TRUE(RunUntil([&] { return downlinks_.size() >= 2; }));
+  // Within the subscription filter (cmd/edge-01/+/#) but placed nowhere: counted, not delivered.
+  ASSERT_EQ(observer_->client().Publish("cmd/edge-01/dev-3", "no channel level", 1), 0);
+  ASSERT_EQ(observer_->client().Publish("cmd/edge-01/not%a device/led", "bad id", 1), 0);
+  ASSERT_TRUE(RunUntil([&] { return forwarder_->Counters("hq").downlinks_refused == 2; }));
   RunFor(std::chrono::milliseconds(200));
+  EXPECT_EQ(forwarder_->Counters("hq").downlinks, 2u);
   ASSERT_EQ(downlinks_.size(), 2u);
   EXPECT_EQ(downlinks_[0].device_id, "dev-2");
   EXPECT_EQ(downlinks_[0].channel, "led/red");

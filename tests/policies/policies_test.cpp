@@ -235,6 +235,7 @@ TEST(PolicyValidation, TopicPrefix) {
   ExpectErrorAt("topic_prefix: \"$SYS\"\n" + std::string(kBase), 1, "topic_prefix '$SYS'");
   ExpectErrorAt("topic_prefix: \"et/#\"\n" + std::string(kBase), 1, "without wildcards");
   ExpectErrorAt("topic_prefix: \"et//x\"\n" + std::string(kBase), 1, "non-empty topic levels");
+  ExpectErrorAt("topic_prefix: \"et\\tx\"\n" + std::string(kBase), 1, "non-empty topic levels");
 }
 
 TEST(PolicyValidation, OtaAndActions) {
@@ -259,6 +260,10 @@ TEST(PolicyValidation, UpstreamsPerKind) {
   ExpectErrorAt(up("{ kind: mqtt, url: \"mqtts://h\", cert: /c }"), 15, "cert and key must be given together");
   ExpectErrorAt(up("{ kind: mqtt, url: \"mqtts://h\", topic: \"a/{dev}\" }"), 15, "unknown placeholder {dev}");
   ExpectErrorAt(up("{ kind: mqtt, url: \"mqtts://h\", topic: \"a/#\" }"), 15, "wildcards");
+  ExpectErrorAt(up("{ kind: mqtt, url: \"mqtts://h\", topic: \"a/\\x01/{device}\" }"), 15,
+                "UTF-8 without control characters");
+  ExpectErrorAt(up("{ kind: mqtt, url: \"mqtts://h\", down_topic: \"\\x85/{device}\" }"), 15,
+                "UTF-8 without control characters");
   ExpectErrorAt(up("{ kind: mqtt, url: \"mqtts://h\", down_topic: \"a/{channel}\" }"), 15, "must contain {device}");
   ExpectErrorAt(up("{ kind: mqtt, url: \"mqtts://h\", protocol: 3 }"), 15, "protocol must be in 4..5");
   ExpectErrorAt(up("{ kind: mqtt, url: \"mqtts://h\", connections: 0 }"), 15, "connections must be in 1..64");

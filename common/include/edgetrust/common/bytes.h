@@ -32,6 +32,12 @@ std::optional<Bytes> HexDecode(std::string_view hex);
 // Device id rule from DESIGN.md: [A-Za-z0-9][A-Za-z0-9._-]{0,63}. It is safe inside an MQTT topic level.
 bool IsValidDeviceId(std::string_view id);
 
+// Text a broker takes in a topic, by Mosquitto's rule (mosquitto_validate_utf8): well-formed
+// UTF-8 (no overlong forms, surrogates or code points above U+10FFFF), no U+0000, no control
+// characters (U+0001-U+001F, U+007F-U+009F), no non-characters (U+FDD0-U+FDEF, U+xFFFE,
+// U+xFFFF), at most 65535 bytes.
+bool IsValidMqttUtf8(std::string_view text);
+
 // Seconds since the Unix epoch, from the real-time clock.
 int64_t UnixNow();
 

@@ -1,5 +1,5 @@
-// Azure IoT Hub shared-access-signature tokens, computed as the Azure IoT SDKs do, so a hub (or
-// DPS enrollment group) accepts them unchanged.
+// Azure IoT Hub's encodings: shared-access-signature tokens, computed as the Azure IoT SDKs do so
+// a hub (or DPS enrollment group) accepts them unchanged, and the property bag of its topics.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +15,13 @@ namespace edgetrust::forwarding {
 std::string UrlEncode(std::string_view text);
 // Inverse of UrlEncode ('+' is kept as is). kInvalidArgument on a malformed escape.
 Result<std::string> UrlDecode(std::string_view text);
+
+// The `channel` property of a cloud-to-device topic's property bag, the part after
+// "devices/{device}/messages/devicebound/" ("%24.mid=7&%24.to=...&channel=led%2Fred"): its
+// decoded value, or "" when the bag has none. Pairs without '=' and other properties are skipped,
+// whatever they hold; kInvalidArgument when the channel's value has a malformed escape or the bag
+// names a channel twice (the message cannot be placed, and guessing would misroute it).
+Result<std::string> DeviceboundChannel(std::string_view property_bag);
 
 // DPS enrollment-group key derivation: base64(HMAC-SHA256(base64decode(group_key), registration_id)).
 // kInvalidArgument when the group key is not base64 or the id is empty.
