@@ -3,7 +3,8 @@
 // operational certificate it obtained), and two plain local mosquittos standing in for the
 // cloud. Up-links reach the routed upstream at its topic template, down-links come back to the
 // device, a route switch by SIGHUP or by the admin API moves new messages without the device
-// reconnecting, and messages an upstream could not take survive a SIGTERM in the durable outbox.
+// reconnecting (also through `edgetrust admin`), and messages an upstream could not take survive a
+// SIGTERM in the durable outbox.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -224,6 +225,48 @@ TEST_F(GatewayForwardTest, AdminApiReloadsThePolicyAndReportsStatus) {
             0x80);
   EXPECT_FALSE(WaitTopic(admin, "et/_admin/v1/res", 1s)) << "a device's request was answered";
   EXPECT_TRUE(gateway_.running());
+}
+
+// The same API as an operator uses it: `edgetrust admin status | reload --dir SITE`.
+TEST_F(GatewayForwardTest, CliAdminCommandsAskTheRunningGateway) {
+  WriteFile(site().policy, Policy(site(), "hq1"));
+  StartGateway();
+  ASSERT_TRUE(WaitUntil([&] { return Logged("upstream_up upstream=hq1"); }, 10s)) << gateway_.Log();
+  auto cli = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), testing::BinPath("edgetrust"));
+    return testing::RunCommand(args, 30s);
+  };
+
+  testing::CommandResult r = cli({"admin", "status", "--dir", site().dir});
+  ASSERT_EQ(r.exit_code, 0) << r.err << gateway_.Log();
+  nlohmann::json status = nlohmann::json::parse(r.out, nullptr, false);
+  ASSERT_FALSE(status.is_discarded()) << r.out;
+  EXPECT_EQ(status["site"], kSite);
+  EXPECT_EQ(status["policy"]["routes"]["thermostats"], "hq1");
+  EXPECT_EQ(status["upstreams"]["hq1"]["connected"], true) << r.out;
+
+  WriteFile(site().policy, Policy(site(), "hq2"));
+  r = cli({"admin", "reload", "--dir", site().dir});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("thermostats -> hq2"), std::string::npos) << r.out;
+  EXPECT_TRUE(Logged("policy_reloaded"));
+
+  // Refused with the gateway's reason; exit 1.
+  WriteFile(site().policy, Policy(site(), "nowhere"));
+  r = cli({"admin", "reload", "--dir", site().dir});
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_NE(r.err.find("the gateway refused reloadPolicy"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("nowhere"), std::string::npos) << r.err;
+
+  // Nobody listening, and no gateway to answer: one clear line each, exit 1.
+  r = cli({"admin", "status", "--dir", site().dir, "--port", std::to_string(FreeLoopbackPort())});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("cannot connect to the site broker"), std::string::npos) << r.err;
+  gateway_.Signal(SIGTERM);
+  ASSERT_TRUE(gateway_.Wait(10s).has_value());
+  r = cli({"admin", "status", "--dir", site().dir, "--timeout", "1"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("no answer on et/_admin/v1/res"), std::string::npos) << r.err;
 }
 
 TEST_F(GatewayForwardTest, QueuedMessagesSurviveSigtermAndReachTheUpstreamAfterARestart) {

@@ -13,7 +13,7 @@ namespace {
 std::vector<edgetrust::tools::CommandSpec> AllCommands() {
   using namespace edgetrust::tools;
   std::vector<CommandSpec> all;
-  for (auto group : {SiteCommands(), FactoryCommands(), StoreCommands()}) {
+  for (auto group : {SiteCommands(), FactoryCommands(), StoreCommands(), AdminCommands()}) {
     for (auto& c : group) all.push_back(std::move(c));
   }
   all.push_back({.path = "version",
