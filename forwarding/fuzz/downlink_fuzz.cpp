@@ -34,6 +34,12 @@ std::string_view NextPart(std::string_view* rest) {
   return part;
 }
 
+// What a device topic's channel may be: topic text, no wildcards, no empty level.
+bool IsValidChannel(const std::string& channel) {
+  return IsValidMqttUtf8(channel) && channel.find_first_of("+#") == std::string::npos &&
+         channel.front() != '/' && channel.back() != '/' && channel.find("//") == std::string::npos;
+}
+
 bool IsTopicName(const std::string& topic) {
   return mosquitto_validate_utf8(topic.data(), static_cast<int>(topic.size())) == MOSQ_ERR_SUCCESS &&
          mosquitto_pub_topic_check2(topic.data(), topic.size()) == MOSQ_ERR_SUCCESS;
@@ -69,8 +75,9 @@ void DownTopic(std::string_view tmpl, std::string_view topic_bytes) {
   }
 }
 
-// Our check of topic text against the broker's own.
+// Our check of topic text against the broker's own (which alone would let 65536 bytes by).
 void Utf8(std::string_view bytes) {
+  if (bytes.size() > 65535) return;
   const std::string text(bytes);
   const bool ours = IsValidMqttUtf8(text);
   const bool theirs =
@@ -83,6 +90,7 @@ void PropertyBag(std::string_view bag) {
   if (!channel.ok()) {
     Check(!channel.error().message.empty());
   } else {
+    Check(channel->empty() || IsValidChannel(*channel));
     auto again = DeviceboundChannel("%24.mid=1&channel=" + UrlEncode(*channel));
     Check(again.ok() && *again == *channel);
   }

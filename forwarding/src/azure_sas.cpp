@@ -117,6 +117,13 @@ Result<std::string> DeviceboundChannel(std::string_view bag) {
     if (!value.ok()) {
       return MakeError(ErrorCode::kInvalidArgument, "channel property: " + value.error().message);
     }
+    const std::string& c = *value;
+    if (!c.empty() && (!IsValidMqttUtf8(c) || c.find_first_of("+#") != std::string::npos ||
+                       c.front() == '/' || c.back() == '/' || c.find("//") != std::string::npos)) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "channel property: not a device topic channel (UTF-8 topic levels, none "
+                       "empty, no wildcards)");
+    }
     channel = std::move(*value);
   }
   return channel.value_or(std::string{});

@@ -103,6 +103,8 @@ Result<DownTopicMatcher> DownTopicMatcher::Create(std::string_view tmpl, std::st
 }
 
 std::optional<DownTopicMatcher::Match> DownTopicMatcher::Parse(std::string_view topic) const {
+  // As in a broker, a wildcard level never matches a first level that starts with '$'.
+  if (topic.starts_with('$') && levels_.front().kind != LevelKind::kLiteral) return std::nullopt;
   auto parts = SplitLevels(topic);
   Match out;
   bool have_device = false;

@@ -721,11 +721,13 @@ Result<Policy> PolicyParser::Parse(const YAML::Node& root) {
     ET_ASSIGN_OR_RETURN(policy.topic_prefix, String(*p, "topic_prefix"));
     const std::string& t = policy.topic_prefix;
     if (t.empty() || t.size() > 64 || t.front() == '$' || t.front() == '/' || t.back() == '/' ||
-        t.find("//") != std::string::npos || t.find_first_of("+#") != std::string::npos ||
-        !IsValidMqttUtf8(t)) {
+        t.find("//") != std::string::npos || t.find_first_of("+#") != std::string::npos) {
       return At(*p, "topic_prefix " + Quoted(t) +
                         " must be one or more non-empty topic levels without wildcards, not "
                         "starting with '$'");
+    }
+    if (!IsValidMqttUtf8(t)) {
+      return At(*p, "topic_prefix must be UTF-8 without control characters, as MQTT topics are");
     }
   }
 

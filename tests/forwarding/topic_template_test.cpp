@@ -33,6 +33,16 @@ TEST(DownTopicMatcher, ADeviceNamedTwiceMustBeTheSameDevice) {
   EXPECT_FALSE(m->Parse("to//from/dev-2"));
 }
 
+TEST(DownTopicMatcher, AWildcardFirstLevelNeverMatchesADollarTopic) {
+  auto m = DownTopicMatcher::Create("{group}/{device}", "edge-01");
+  ASSERT_TRUE(m.ok()) << m.error().ToString();
+  EXPECT_TRUE(m->Parse("meters/dev-1"));
+  EXPECT_FALSE(m->Parse("$SYS/dev-1"));  // a broker would not deliver it on "+/+"
+  auto literal = DownTopicMatcher::Create("$aws/{device}", "edge-01");
+  ASSERT_TRUE(literal.ok()) << literal.error().ToString();
+  EXPECT_TRUE(literal->Parse("$aws/dev-1"));
+}
+
 TEST(DownTopicMatcher, RefusesTemplatesNoBrokerWouldTake) {
   EXPECT_FALSE(DownTopicMatcher::Create("cmd/{channel}", "edge-01").ok());  // no {device}
   EXPECT_FALSE(DownTopicMatcher::Create("cmd/{channel}/{device}", "edge-01").ok());

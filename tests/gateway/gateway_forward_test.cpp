@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,6 +20,7 @@
 
 #include "edgetrust/common/bytes.h"
 #include "edgetrust/pki/certificate.h"
+#include "edgetrust/pki/key.h"
 #include "edgetrust/testing/mqtt_client.h"
 #include "edgetrust/testing/process.h"
 #include "edgetrust/testing/site_fixture.h"
@@ -267,6 +269,31 @@ TEST_F(GatewayForwardTest, CliAdminCommandsAskTheRunningGateway) {
   r = cli({"admin", "status", "--dir", site().dir, "--timeout", "1"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("no answer on et/_admin/v1/res"), std::string::npos) << r.err;
+
+  // A site-CA certificate whose CN is no admin principal: the broker's refusal, named as such.
+  const std::string other = g_site->gw.tmp / "not-an-admin";
+  std::filesystem::create_directories(other);
+  for (const char* f : {"site-ca.pem", "mosquitto.conf", "policy.yaml"}) {
+    std::filesystem::copy_file(site().dir + "/" + f, other + "/" + f);
+  }
+  auto ca = pki::LoadCertificateFile(site().site_ca_cert);
+  auto ca_key = pki::LoadPrivateKeyFile(site().site_ca_key);
+  auto key = pki::PrivateKey::Generate(pki::KeyType::kEcdsaP256);
+  ASSERT_TRUE(ca.ok() && ca_key.ok() && key.ok());
+  pki::IssueRequest req;
+  req.subject.cn = "ops-intruder";
+  req.public_key_der = *key->PublicKeyDer();
+  req.not_before = UnixNow() - 60;
+  req.not_after = UnixNow() + 3600;
+  req.extended_usage = pki::ExtendedUsage::kClientAuth;
+  auto cert = pki::IssueCertificate(*ca, *ca_key, req);
+  ASSERT_TRUE(cert.ok());
+  ASSERT_TRUE(pki::WriteCertificateFile(other + "/admin.pem", pki::CertificateToPem(cert->der), false).ok());
+  ASSERT_TRUE(pki::WritePrivateKeyFile(other + "/admin.key", *key, false).ok());
+  r = cli({"admin", "status", "--dir", other});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("the site broker refused ops-intruder: Not authorized"), std::string::npos)
+      << r.err;
 }
 
 TEST_F(GatewayForwardTest, QueuedMessagesSurviveSigtermAndReachTheUpstreamAfterARestart) {

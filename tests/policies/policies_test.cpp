@@ -235,7 +235,7 @@ TEST(PolicyValidation, TopicPrefix) {
   ExpectErrorAt("topic_prefix: \"$SYS\"\n" + std::string(kBase), 1, "topic_prefix '$SYS'");
   ExpectErrorAt("topic_prefix: \"et/#\"\n" + std::string(kBase), 1, "without wildcards");
   ExpectErrorAt("topic_prefix: \"et//x\"\n" + std::string(kBase), 1, "non-empty topic levels");
-  ExpectErrorAt("topic_prefix: \"et\\tx\"\n" + std::string(kBase), 1, "non-empty topic levels");
+  ExpectErrorAt("topic_prefix: \"et\\tx\"\n" + std::string(kBase), 1, "UTF-8 without control characters");
 }
 
 TEST(PolicyValidation, OtaAndActions) {

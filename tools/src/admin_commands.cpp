@@ -3,6 +3,10 @@
 // to be its CN). One request with a fresh correlationData, the answer that carries it back.
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cerrno>
@@ -19,6 +23,7 @@
 
 #include "commands.h"
 #include "edgetrust/pki/certificate.h"
+#include "edgetrust/protocol/topics.h"
 #include "files.h"
 
 namespace edgetrust::tools {
@@ -83,10 +88,55 @@ struct Exchange {
   int connack = -1;         // the CONNACK's reason, once it came
   bool subscribed = false;  // the SUBACK came
   bool granted = false;     // and granted the response topic
+  int puback = -1;          // the request's PUBACK reason, once it came
   std::optional<Json> answer;
 };
 
-std::string Mosq(int rc) { return mosquitto_strerror(rc); }
+// Whether a TCP connection to host:port opens within `timeout`.
+Status TcpReachable(const std::string& host, int port, std::chrono::seconds timeout) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (int rc = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found); rc != 0) {
+    return MakeError(ErrorCode::kUnavailable, gai_strerror(rc));
+  }
+  std::string why = "no address";
+  for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    const int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) continue;
+    int err = connect(fd, a->ai_addr, a->ai_addrlen) == 0 ? 0 : errno;
+    if (err == EINPROGRESS) {
+      pollfd p{.fd = fd, .events = POLLOUT, .revents = 0};
+      const int ready = poll(&p, 1, static_cast<int>(timeout.count() * 1000));
+      socklen_t len = sizeof err;
+      if (ready == 0) {
+        err = ETIMEDOUT;
+      } else if (ready < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) {
+        err = errno;
+      }
+    }
+    close(fd);
+    if (err == 0) {
+      freeaddrinfo(found);
+      return OkStatus();
+    }
+    why = std::strerror(err);
+  }
+  freeaddrinfo(found);
+  return MakeError(ErrorCode::kUnavailable, why);
+}
+
+std::string Mosq(int rc) { return rc == MOSQ_ERR_ERRNO ? std::strerror(errno) : mosquitto_strerror(rc); }
+
+// A connection that failed: TLS failures are the usual mistake (wrong broker, wrong site).
+std::string Failure(int rc) {
+  if (rc == MOSQ_ERR_TLS || rc == MOSQ_ERR_CONN_LOST) {
+    return "the TLS connection failed (is this the site's broker, and does it trust this site's "
+           "certificates?)";
+  }
+  return Mosq(rc);
+}
 
 // Sends one command and returns its entry of "responses".
 Result<Json> Ask(const AdminSite& site, const std::string& host, std::chrono::seconds timeout,
@@ -94,13 +144,15 @@ Result<Json> Ask(const AdminSite& site, const std::string& host, std::chrono::se
   std::random_device rd;
   Exchange x;
   x.correlation = "edgetrust-cli-" + std::to_string(rd()) + std::to_string(rd());
-  x.request_topic = site.prefix + "/_admin/v1/req";
-  x.response_topic = site.prefix + "/_admin/v1/res";
+  x.request_topic = protocol::AdminRequestTopic(site.prefix);
+  x.response_topic = protocol::AdminResponseTopic(site.prefix);
   x.request = Json{{"commands", Json::array({{{"command", command},
                                               {"correlationData", x.correlation}}})}}
                   .dump();
 
-  mosquitto_lib_init();
+  if (int rc = mosquitto_lib_init(); rc != MOSQ_ERR_SUCCESS) {
+    return MakeError(ErrorCode::kInternal, "libmosquitto: " + Mosq(rc));
+  }
   struct Client {
     mosquitto* m;
     ~Client() {
@@ -121,6 +173,9 @@ Result<Json> Ask(const AdminSite& site, const std::string& host, std::chrono::se
     x->subscribed = true;
     x->granted = count == 1 && qos[0] < 0x80;
   });
+  mosquitto_publish_v5_callback_set(m, [](mosquitto*, void* p, int, int reason, const mosquitto_property*) {
+    static_cast<Exchange*>(p)->puback = reason;
+  });
   mosquitto_message_callback_set(m, [](mosquitto*, void* p, const mosquitto_message* msg) {
     auto* x = static_cast<Exchange*>(p);
     if (msg->topic == nullptr || x->response_topic != msg->topic || msg->payloadlen <= 0) return;
@@ -128,39 +183,46 @@ Result<Json> Ask(const AdminSite& site, const std::string& host, std::chrono::se
                          static_cast<const char*>(msg->payload) + msg->payloadlen, nullptr, false);
     if (j.is_discarded() || !j.contains("responses") || !j["responses"].is_array()) return;
     for (const Json& r : j["responses"]) {  // answers to other admins go by
-      if (r.is_object() && r.value("correlationData", "") == x->correlation) x->answer = r;
+      if (!r.is_object() || !r.contains("correlationData")) continue;
+      const Json& c = r["correlationData"];
+      if (c.is_string() && c.get_ref<const std::string&>() == x->correlation) x->answer = r;
     }
   });
 
+  // libmosquitto's own connect has no timeout (and its asynchronous one retries a refused TLS
+  // handshake for ever), so the TCP connect is tried here first, within --timeout.
   const std::string where = host + ":" + std::to_string(site.port);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  if (Status reachable = TcpReachable(host, site.port, timeout); !reachable.ok()) {
+    return MakeError(ErrorCode::kUnavailable,
+                     "cannot connect to the site broker at " + where + ": " + reachable.error().message);
+  }
   rc = mosquitto_connect(m, host.c_str(), site.port, 30);
   if (rc != MOSQ_ERR_SUCCESS) {
-    return MakeError(ErrorCode::kUnavailable, "cannot connect to the site broker at " + where + ": " +
-                                                  (rc == MOSQ_ERR_ERRNO ? std::string(strerror(errno)) : Mosq(rc)));
+    return MakeError(ErrorCode::kUnavailable,
+                     "cannot connect to the site broker at " + where + ": " + Failure(rc));
   }
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
   bool subscribing = false, published = false;
   while (!x.answer) {
     if (std::chrono::steady_clock::now() >= deadline) {
       if (x.connack != 0) {
-        return MakeError(ErrorCode::kUnavailable, "no CONNACK from the site broker at " + where);
+        return MakeError(ErrorCode::kUnavailable, "no CONNACK from the site broker at " + where +
+                                                      " in " + std::to_string(timeout.count()) + " s");
       }
       return MakeError(ErrorCode::kUnavailable,
                        "no answer on " + x.response_topic + " in " + std::to_string(timeout.count()) +
                            " s: is edgetrust-gateway running and connected to this broker?");
     }
     rc = mosquitto_loop(m, 100, 1);
-    if (rc != MOSQ_ERR_SUCCESS) {
-      std::string why = rc == MOSQ_ERR_CONN_LOST && x.connack < 0
-                            ? "the broker closed the TLS connection (does it trust this site CA?)"
-                            : Mosq(rc);
-      return MakeError(ErrorCode::kUnavailable, "site broker at " + where + ": " + why);
-    }
+    // A refused CONNECT runs the callback, then the loop fails: the reason is the news.
     if (x.connack > 0) {
       return MakeError(ErrorCode::kPermissionDenied,
                        "the site broker refused " + site.client_id + ": " +
                            mosquitto_reason_string(x.connack) +
                            " (is it an admin principal in policy.yaml?)");
+    }
+    if (rc != MOSQ_ERR_SUCCESS) {
+      return MakeError(ErrorCode::kUnavailable, "site broker at " + where + ": " + Failure(rc));
     }
     if (x.connack == 0 && !subscribing) {
       rc = mosquitto_subscribe(m, nullptr, x.response_topic.c_str(), 1);
@@ -176,6 +238,11 @@ Result<Json> Ask(const AdminSite& site, const std::string& host, std::chrono::se
                              x.request.data(), 1, false);
       if (rc != MOSQ_ERR_SUCCESS) return MakeError(ErrorCode::kUnavailable, "publish: " + Mosq(rc));
       published = true;
+    }
+    if (x.puback >= 0x80) {
+      return MakeError(ErrorCode::kPermissionDenied,
+                       "the site broker refused " + site.client_id + " publishing on " +
+                           x.request_topic + ": " + mosquitto_reason_string(x.puback));
     }
   }
   mosquitto_disconnect(m);

@@ -35,7 +35,7 @@ bool IsValidDeviceId(std::string_view id);
 // Text a broker takes in a topic, by Mosquitto's rule (mosquitto_validate_utf8): well-formed
 // UTF-8 (no overlong forms, surrogates or code points above U+10FFFF), no U+0000, no control
 // characters (U+0001-U+001F, U+007F-U+009F), no non-characters (U+FDD0-U+FDEF, U+xFFFE,
-// U+xFFFF), at most 65535 bytes.
+// U+xFFFF), at most 65535 bytes (an MQTT string's limit; Mosquitto's check alone allows 65536).
 bool IsValidMqttUtf8(std::string_view text);
 
 // Seconds since the Unix epoch, from the real-time clock.

@@ -19,8 +19,9 @@ Result<std::string> UrlDecode(std::string_view text);
 // The `channel` property of a cloud-to-device topic's property bag, the part after
 // "devices/{device}/messages/devicebound/" ("%24.mid=7&%24.to=...&channel=led%2Fred"): its
 // decoded value, or "" when the bag has none. Pairs without '=' and other properties are skipped,
-// whatever they hold; kInvalidArgument when the channel's value has a malformed escape or the bag
-// names a channel twice (the message cannot be placed, and guessing would misroute it).
+// whatever they hold; kInvalidArgument when the channel's value has a malformed escape, is not a
+// device topic's channel (UTF-8 topic levels, none empty, no '+' or '#'), or the bag names a
+// channel twice (the message cannot be placed, and guessing would misroute it).
 Result<std::string> DeviceboundChannel(std::string_view property_bag);
 
 // DPS enrollment-group key derivation: base64(HMAC-SHA256(base64decode(group_key), registration_id)).

@@ -36,7 +36,8 @@ struct UpstreamCounters {
   uint64_t disconnects = 0;       // connections lost or closed after their CONNACK
   uint64_t downlinks = 0;         // messages received for devices
   uint64_t downlinks_refused = 0; // received but placed nowhere: the topic does not fit down_topic
-                                  // (or the Azure devicebound form), or names another device
+                                  // (or the Azure devicebound form with a valid channel), or names
+                                  // another device
 };
 
 // What the device's context adds to an outbox message for topic templates.
