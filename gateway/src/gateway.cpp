@@ -446,25 +446,19 @@ void Gateway::Publish(const Reply& reply) {
 }
 
 Status Gateway::Reload() {
+  auto refuse = [this](const Error& e) -> Status {
+    log_.Error("policy_reload_refused", {{"error", e.ToString()}, {"msg", "keeping the running policy"}});
+    return e;
+  };
   auto fresh = LoadSiteAuthority({options_.policy_file, options_.site_ca_file,
                                   options_.site_ca_key_file});
-  if (!fresh.ok()) {
-    log_.Error("policy_reload_refused", {{"error", fresh.error().ToString()},
-                                         {"msg", "keeping the running policy"}});
-    return fresh.error();
-  }
+  if (!fresh.ok()) return refuse(fresh.error());
   if ((*fresh)->policy.topic_prefix != authority_->policy.topic_prefix) {
-    log_.Warn("policy_reload_refused", {{"msg", "topic_prefix changes need a restart"}});
-    return MakeError(ErrorCode::kFailedPrecondition,
-                     "topic_prefix changes need a restart; keeping the running policy");
+    return refuse(MakeError(ErrorCode::kFailedPrecondition, "topic_prefix changes need a restart"));
   }
   if (forwarder_ && !draining_) {
     // Messages already read are in the outbox (OnReceived ends every read) under the old routes.
-    if (auto st = forwarder_->ApplyPolicy(PolicyOf(*fresh)); !st.ok()) {
-      log_.Error("policy_reload_refused", {{"error", st.error().ToString()},
-                                           {"msg", "keeping the running policy"}});
-      return st;
-    }
+    if (auto st = forwarder_->ApplyPolicy(PolicyOf(*fresh)); !st.ok()) return refuse(st.error());
   }
   authority_ = std::move(fresh).value();
   std::string routes;
