@@ -13,6 +13,7 @@
 
 #include "edgetrust/common/bytes.h"
 #include "edgetrust/forwarding/azure_sas.h"
+#include "edgetrust/protocol/topics.h"
 #include "topic_template.h"
 
 using namespace edgetrust;
@@ -32,12 +33,6 @@ std::string_view NextPart(std::string_view* rest) {
   std::string_view part = rest->substr(0, nl);
   *rest = nl == std::string_view::npos ? std::string_view{} : rest->substr(nl + 1);
   return part;
-}
-
-// What a device topic's channel may be: topic text, no wildcards, no empty level.
-bool IsValidChannel(const std::string& channel) {
-  return IsValidMqttUtf8(channel) && channel.find_first_of("+#") == std::string::npos &&
-         channel.front() != '/' && channel.back() != '/' && channel.find("//") == std::string::npos;
 }
 
 bool IsTopicName(const std::string& topic) {
@@ -90,7 +85,7 @@ void PropertyBag(std::string_view bag) {
   if (!channel.ok()) {
     Check(!channel.error().message.empty());
   } else {
-    Check(channel->empty() || IsValidChannel(*channel));
+    Check(channel->empty() || protocol::IsValidChannel(*channel));
     auto again = DeviceboundChannel("%24.mid=1&channel=" + UrlEncode(*channel));
     Check(again.ok() && *again == *channel);
   }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "edgetrust/common/bytes.h"
+#include "edgetrust/protocol/topics.h"
 
 namespace edgetrust::forwarding {
 namespace {
@@ -117,9 +118,7 @@ Result<std::string> DeviceboundChannel(std::string_view bag) {
     if (!value.ok()) {
       return MakeError(ErrorCode::kInvalidArgument, "channel property: " + value.error().message);
     }
-    const std::string& c = *value;
-    if (!c.empty() && (!IsValidMqttUtf8(c) || c.find_first_of("+#") != std::string::npos ||
-                       c.front() == '/' || c.back() == '/' || c.find("//") != std::string::npos)) {
+    if (!value->empty() && !protocol::IsValidChannel(*value)) {
       return MakeError(ErrorCode::kInvalidArgument,
                        "channel property: not a device topic channel (UTF-8 topic levels, none "
                        "empty, no wildcards)");

@@ -1,6 +1,7 @@
 #include "topic_template.h"
 
 #include "edgetrust/common/bytes.h"
+#include "edgetrust/protocol/topics.h"
 
 namespace edgetrust::forwarding::internal {
 
@@ -116,9 +117,7 @@ std::optional<DownTopicMatcher::Match> DownTopicMatcher::Parse(std::string_view 
       size_t offset = 0;
       for (size_t k = 0; k < i; ++k) offset += parts[k].size() + 1;
       out.channel = std::string(topic.substr(offset));
-      for (size_t k = i; k < parts.size(); ++k) {
-        if (parts[k].empty()) return std::nullopt;
-      }
+      if (!protocol::IsValidChannel(out.channel)) return std::nullopt;
       break;
     }
     if (i >= parts.size()) return std::nullopt;

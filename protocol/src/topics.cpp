@@ -191,6 +191,11 @@ std::string BuildTopic(std::string_view prefix, std::string_view device_id, Topi
   return topic;
 }
 
+bool IsValidChannel(std::string_view channel) {
+  return !internal::HasEmptyLevel(channel) && channel.find_first_of("+#") == std::string_view::npos &&
+         IsValidMqttUtf8(channel);
+}
+
 std::string AdminRequestTopic(std::string_view prefix) {
   return std::string(prefix) + "/" + std::string(internal::kAdminReqSuffix);
 }

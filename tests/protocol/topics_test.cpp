@@ -61,6 +61,15 @@ TEST(Topics, BuildAndParseEveryKind) {
   EXPECT_EQ(AdminResponseTopic(kP), "et/_admin/v1/res");
 }
 
+TEST(Topics, ChannelFromOutside) {
+  EXPECT_TRUE(IsValidChannel("led"));
+  EXPECT_TRUE(IsValidChannel("temp/in side/\xC3\xBC"));
+  for (const char* bad : {"", "/led", "led/", "a//b", "a/+", "#", "tab\there", "\xC3"}) {
+    EXPECT_FALSE(IsValidChannel(bad)) << bad;
+  }
+  EXPECT_FALSE(IsValidChannel(std::string("a\0b", 3)));
+}
+
 TEST(Topics, ParseRejects) {
   for (const char* t : {
            "", "et", "et/", "et/dev-001", "et/dev-001/", "et/dev-001/nope", "et/dev-001/enroll",

@@ -39,6 +39,11 @@ std::string_view TopicSuffix(TopicKind kind);
 std::string BuildTopic(std::string_view prefix, std::string_view device_id, TopicKind kind,
                        std::string_view channel = {});
 
+// A channel as a device topic carries it after "up/" or "down/": one or more non-empty levels of
+// topic text (IsValidMqttUtf8), no '+' or '#'. For channels from outside (an upstream); the
+// plugin's hot path leaves the UTF-8 to the broker, which has checked it.
+bool IsValidChannel(std::string_view channel);
+
 // {prefix}/_admin/v1/req and {prefix}/_admin/v1/res. "_admin" can never be a device id.
 std::string AdminRequestTopic(std::string_view prefix);
 std::string AdminResponseTopic(std::string_view prefix);
