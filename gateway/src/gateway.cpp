@@ -208,10 +208,6 @@ void Gateway::OnConnect(int reason) {
 
 void Gateway::OnMessage(const mqtt::Message& m) {
   const std::string& prefix = authority_->policy.topic_prefix;
-  if (m.topic == protocol::AdminRequestTopic(prefix)) {
-    if (!stopping_) HandleAdmin(m);
-    return;
-  }
   auto topic = protocol::ParseDeviceTopic(prefix, m.topic);
   if (topic && topic->kind == TopicKind::kUp) {
     if (!forwarder_) {
@@ -230,6 +226,11 @@ void Gateway::OnMessage(const mqtt::Message& m) {
     return;
   }
   if (stopping_) return;
+  // Not on the up-link's path: "_admin" is never a device id, so the admin topic is no device topic.
+  if (!topic && m.topic == protocol::AdminRequestTopic(prefix)) {
+    HandleAdmin(m);
+    return;
+  }
   if (!topic || (!IsRequest(topic->kind) && topic->kind != TopicKind::kState)) {
     log_.Debug("message_ignored", {{"topic", m.topic}});
     return;
